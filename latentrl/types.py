@@ -33,9 +33,7 @@ class VideoBatch(NamedTuple):
 
     def to(self, device: torch.device | str) -> VideoBatch:
         """Return a copy with every tensor moved to ``device``."""
-        return VideoBatch(
-            *(None if x is None else x.to(device, non_blocking=True) for x in self)
-        )
+        return VideoBatch(*(None if x is None else x.to(device, non_blocking=True) for x in self))
 
     def without_labels(self) -> VideoBatch:
         """The action-free view of this batch: what a latent action model may train on."""

@@ -1,0 +1,105 @@
+"""Frozen-dataclass configs turned into command-line flags, and named presets.
+
+Every config field carries its help text in ``field(metadata={"help": ...})`` so that
+``--help`` explains each option and every preset value can be overridden from the command line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import types
+import typing
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, TypeVar
+
+C = TypeVar("C")
+
+
+def opt(default: Any, help: str) -> Any:
+    """A dataclass field with a default and its ``--help`` text."""
+    if isinstance(default, list | dict):
+        raise TypeError("use tuples for sequence defaults: configs are frozen")
+    return dataclasses.field(default=default, metadata={"help": help})
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _field_type(cls: type, f: dataclasses.Field[Any]) -> Any:
+    hints = typing.get_type_hints(cls)
+    return hints[f.name]
+
+
+def _parse_bool(text: str) -> bool:
+    low = text.lower()
+    if low in ("1", "true", "yes", "on"):
+        return True
+    if low in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true/false, got {text!r}")
+
+
+def add_config_args(parser: argparse.ArgumentParser, cls: type, group: str | None = None) -> None:
+    """Add one ``--flag`` per field of dataclass ``cls``; defaults stay ``None`` (= not given)."""
+    target = parser.add_argument_group(group or cls.__name__) if group is not None else parser
+    for f in dataclasses.fields(cls):
+        tp = _field_type(cls, f)
+        origin = typing.get_origin(tp)
+        args = typing.get_args(tp)
+        kwargs: dict[str, Any] = {"default": None, "help": f.metadata.get("help", "")}
+        if origin in (typing.Union, types.UnionType):
+            non_none = [a for a in args if a is not type(None)]
+            tp = non_none[0]
+            origin, args = typing.get_origin(tp), typing.get_args(tp)
+        if origin is tuple:
+            kwargs["nargs"] = "+"
+            kwargs["type"] = args[0]
+        elif origin is typing.Literal:
+            kwargs["choices"] = list(args)
+            kwargs["type"] = type(args[0])
+        elif tp is bool:
+            kwargs["type"] = _parse_bool
+            kwargs["metavar"] = "{true,false}"
+        else:
+            kwargs["type"] = tp
+        kwargs["help"] += f" (preset default: {f.default!r})"
+        target.add_argument(_flag(f.name), dest=f.name, **kwargs)
+
+
+def override(config: C, values: Mapping[str, Any]) -> C:
+    """Return ``config`` with the fields given (non-``None``) in ``values`` replaced."""
+    names = {f.name for f in dataclasses.fields(config)}  # type: ignore[arg-type]
+    changes = {k: v for k, v in values.items() if k in names and v is not None}
+    for k, v in changes.items():
+        if isinstance(v, list):
+            changes[k] = tuple(v)
+    return dataclasses.replace(config, **changes)  # type: ignore[type-var]
+
+
+def to_json(config: Any) -> str:
+    """Config -> JSON text (tuples become lists)."""
+    return json.dumps(dataclasses.asdict(config), indent=2, sort_keys=True)
+
+
+def from_dict(cls: type[C], data: Mapping[str, Any]) -> C:
+    """JSON-loaded mapping -> config of type ``cls``; unknown keys are an error."""
+    names = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    unknown = set(data) - set(names)
+    if unknown:
+        raise ValueError(
+            f"unknown {cls.__name__} fields {sorted(unknown)}: the file was written by another "
+            "version of latentrl; re-train or edit the config file"
+        )
+    values = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
+    return cls(**values)
+
+
+def load_json(cls: type[C], path: Path) -> C:
+    """Read a config written by :func:`to_json`."""
+    if not path.is_file():
+        raise FileNotFoundError(f"no config at {path}: is this a latentrl run folder?")
+    return from_dict(cls, json.loads(path.read_text()))

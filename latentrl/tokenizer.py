@@ -1,0 +1,115 @@
+"""Stage 1: the frame tokenizer (IMPALA CNN encoder, FSQ, mirrored decoder; FLAM sec. 4.1).
+
+Shapes: frames float ``(b, c, h, w)`` in [0, 1]; features ``(b, n, d)`` with
+``n = (h / 2**s) * (w / 2**s)`` tokens in row-major order; code indices int64 ``(b, n)`` in
+``[0, codebook_size)``. The latent action models only ever see indices and the features looked
+up from them, so a dataset is encoded once and stage 2 never touches pixels.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from torch import nn
+from vector_quantize_pytorch import FSQ
+
+from latentrl.config import opt
+from latentrl.nn.impala import ImpalaDecoder, ImpalaEncoder
+
+
+@dataclasses.dataclass(frozen=True)
+class TokenizerConfig:
+    """Architecture of the frame tokenizer."""
+
+    frame_size: int = opt(32, "frame height and width in pixels (square frames)")
+    channels: int = opt(3, "image channels")
+    stage_channels: tuple[int, ...] = opt(
+        (32, 64), "channels of each IMPALA stage; each stage halves the resolution"
+    )
+    z_channels: int = opt(64, "feature dimension d of a token (paper: 128)")
+    fsq_levels: tuple[int, ...] = opt(
+        (4, 4, 4, 4, 4),
+        "FSQ levels per code dimension; codebook size is their product (paper: 1024)",
+    )
+
+    @property
+    def downsample(self) -> int:
+        return 2 ** len(self.stage_channels)
+
+    @property
+    def grid(self) -> int:
+        """Tokens per side."""
+        return self.frame_size // self.downsample
+
+    @property
+    def num_tokens(self) -> int:
+        return self.grid**2
+
+    @property
+    def codebook_size(self) -> int:
+        return math.prod(self.fsq_levels)
+
+    def __post_init__(self) -> None:
+        if self.frame_size % self.downsample:
+            raise ValueError(
+                f"frame_size {self.frame_size} is not divisible by 2**stages = {self.downsample}; "
+                "change --frame-size or the number of --stage-channels"
+            )
+
+
+class Tokenizer(nn.Module):
+    """FSQ autoencoder over frames; its code indices are the latent action models' targets."""
+
+    def __init__(self, config: TokenizerConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.encoder = ImpalaEncoder(config.channels, config.stage_channels, config.z_channels)
+        # Levels of 2 need FSQ's symmetric variant (the library refuses them otherwise).
+        self.fsq = FSQ(
+            levels=list(config.fsq_levels),
+            dim=config.z_channels,
+            preserve_symmetry=any(lv == 2 for lv in config.fsq_levels),
+        )
+        self.decoder = ImpalaDecoder(config.z_channels, config.stage_channels, config.channels)
+
+    def encode(self, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Frames ``(b, c, h, w)`` -> (quantized features ``(b, n, d)``, indices ``(b, n)``)."""
+        z = rearrange(self.encoder(frames), "b d h w -> b (h w) d")
+        z_q, indices = self.fsq(z)
+        return z_q, indices.long()
+
+    def features_from_indices(self, indices: torch.Tensor) -> torch.Tensor:
+        """Code indices ``(..., n)`` -> quantized features ``(..., n, d)``."""
+        return self.fsq.indices_to_codes(indices)
+
+    def decode(self, features: torch.Tensor) -> torch.Tensor:
+        """Quantized features ``(b, n, d)`` -> frames ``(b, c, h, w)`` (unclamped)."""
+        g = self.config.grid
+        return self.decoder(rearrange(features, "b (h w) d -> b d h w", h=g, w=g))
+
+    def decode_indices(self, indices: torch.Tensor) -> torch.Tensor:
+        """Code indices ``(b, n)`` -> frames ``(b, c, h, w)`` clamped to [0, 1]."""
+        return self.decode(self.features_from_indices(indices)).clamp(0.0, 1.0)
+
+    def forward(self, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Reconstruct frames; returns (reconstruction ``(b, c, h, w)``, indices ``(b, n)``)."""
+        z_q, indices = self.encode(frames)
+        return self.decode(z_q), indices
+
+    def loss(self, frames: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+        """MSE reconstruction loss (FLAM eq. 1) and metrics (PSNR, codebook usage)."""
+        recon, indices = self(frames)
+        mse = F.mse_loss(recon, frames)
+        with torch.no_grad():
+            clamped = F.mse_loss(recon.clamp(0, 1), frames)
+            psnr = -10.0 * math.log10(max(clamped.item(), 1e-10))
+            usage = indices.unique().numel() / self.config.codebook_size
+        return mse, {"mse": mse.item(), "psnr": psnr, "codebook_usage": usage}
+
+
+TokenizerPreset = Literal["tiny", "paper-multigrid", "paper-procgen"]
