@@ -1,0 +1,71 @@
+"""Pre-norm transformer blocks: self-attention, cross-attention, MLP.
+
+Shapes: queries ``(b, n, d)``, context ``(b, m, d)``; masks are boolean ``(n, m)`` with True
+where attention is allowed (``F.scaled_dot_product_attention`` convention).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from torch import nn
+
+
+class Attention(nn.Module):
+    """Multi-head attention on top of ``F.scaled_dot_product_attention``."""
+
+    def __init__(self, dim: int, heads: int) -> None:
+        super().__init__()
+        if dim % heads:
+            raise ValueError(f"model width {dim} is not divisible by {heads} heads")
+        self.heads = heads
+        self.to_q = nn.Linear(dim, dim)
+        self.to_kv = nn.Linear(dim, 2 * dim)
+        self.out = nn.Linear(dim, dim)
+
+    def forward(
+        self, x: torch.Tensor, context: torch.Tensor, mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        q = rearrange(self.to_q(x), "b n (h e) -> b h n e", h=self.heads)
+        k, v = rearrange(self.to_kv(context), "b m (two h e) -> two b h m e", two=2, h=self.heads)
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        return self.out(rearrange(y, "b h n e -> b n (h e)"))
+
+
+class MLP(nn.Sequential):
+    def __init__(self, dim: int, mult: int = 4) -> None:
+        super().__init__(nn.Linear(dim, dim * mult), nn.GELU(), nn.Linear(dim * mult, dim))
+
+
+class SelfBlock(nn.Module):
+    """x <- x + SelfAttention(LN x); x <- x + MLP(LN x)."""
+
+    def __init__(self, dim: int, heads: int) -> None:
+        super().__init__()
+        self.norm1, self.attn = nn.LayerNorm(dim), Attention(dim, heads)
+        self.norm2, self.mlp = nn.LayerNorm(dim), MLP(dim)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        h = self.norm1(x)
+        x = x + self.attn(h, h, mask)
+        return x + self.mlp(self.norm2(x))
+
+
+class CrossBlock(nn.Module):
+    """x <- x + CrossAttention(LN x, LN context); x <- x + MLP(LN x)."""
+
+    def __init__(self, dim: int, heads: int) -> None:
+        super().__init__()
+        self.norm_q, self.norm_kv, self.attn = (
+            nn.LayerNorm(dim),
+            nn.LayerNorm(dim),
+            Attention(dim, heads),
+        )
+        self.norm2, self.mlp = nn.LayerNorm(dim), MLP(dim)
+
+    def forward(
+        self, x: torch.Tensor, context: torch.Tensor, mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        x = x + self.attn(self.norm_q(x), self.norm_kv(context), mask)
+        return x + self.mlp(self.norm2(x))
