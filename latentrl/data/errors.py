@@ -1,0 +1,27 @@
+"""Errors of the data layer. Each message names the problem and says how to fix it."""
+
+from __future__ import annotations
+
+
+class DatasetError(Exception):
+    """Base class of every data-layer error."""
+
+
+class DatasetExistsError(DatasetError, FileExistsError):
+    """A dataset with this id already exists and ``overwrite`` was not set."""
+
+
+class DatasetNotFoundError(DatasetError, FileNotFoundError):
+    """No dataset with this id under the root."""
+
+
+class DatasetCorruptError(DatasetError, OSError):
+    """A dataset's files cannot be read (truncated, half-written or not a latentrl dataset)."""
+
+
+class WindowTooLongError(DatasetError, ValueError):
+    """No episode is long enough for the requested window."""
+
+
+class FrameShapeMismatchError(DatasetError, ValueError):
+    """Datasets loaded together have different frame shapes (or agent counts)."""
