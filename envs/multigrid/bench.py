@@ -16,10 +16,10 @@ import numpy as np
 _CHUNKS = 10
 
 
-def _best_rate(op: Callable[[int], None], seconds: float) -> float:
-    """Best ops/s over chunks of ``seconds / _CHUNKS``; ``op(k)`` runs the k-th operation."""
+def _median_rate(op: Callable[[int], None], seconds: float) -> float:
+    """Median ops/s over chunks of ``seconds / _CHUNKS``; ``op(k)`` runs the k-th operation."""
     chunk = seconds / _CHUNKS
-    best = 0.0
+    rates: list[float] = []
     k = 0
     for _ in range(_CHUNKS):
         start = time.perf_counter()
@@ -31,8 +31,8 @@ def _best_rate(op: Callable[[int], None], seconds: float) -> float:
             elapsed = time.perf_counter() - start
             if elapsed >= chunk:
                 break
-        best = max(best, done / elapsed)
-    return best
+        rates.append(done / elapsed)
+    return float(np.median(rates))
 
 
 def _random_states(
@@ -63,7 +63,7 @@ def bench_renderer(
     goals, layouts = _random_states(num_agents, size, 256, seed)
     renderer = SpriteRenderer(num_agents, tile_size)
     renderer.set_layout(build_room(size, goals))
-    return _best_rate(lambda k: renderer.render(layouts[k & 255]), seconds)
+    return _median_rate(lambda k: renderer.render(layouts[k & 255]), seconds)
 
 
 def bench_env_step(
@@ -90,7 +90,7 @@ def bench_env_step(
         if terminated or truncated:
             env.reset()
 
-    return _best_rate(op, seconds)
+    return _median_rate(op, seconds)
 
 
 def bench_minigrid_renderer(
@@ -105,7 +105,7 @@ def bench_minigrid_renderer(
 
     env = EmptyEnv(size=size, render_mode="rgb_array", tile_size=tile_size, highlight=highlight)
     env.reset(seed=0)
-    return _best_rate(lambda k: env.render(), seconds)
+    return _median_rate(lambda k: env.render(), seconds)
 
 
 def bench_all(seconds: float = 2.0) -> dict[str, float]:
