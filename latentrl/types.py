@@ -45,3 +45,21 @@ def frames_to_float(frames: torch.Tensor) -> torch.Tensor:
     if frames.dtype != torch.uint8:
         raise TypeError(f"expected uint8 frames, got {frames.dtype}")
     return rearrange(frames, "b t h w c -> b t c h w").float().div(255.0)
+
+
+class CodeBatch(NamedTuple):
+    """A batch of windows as tokenizer code indices: what stage 2 trains on.
+
+    Attributes:
+        codes: int64 ``(b, t, n)`` code indices of ``n`` tokens per frame (row-major grid).
+        actions: int64 ``(b, t - 1, a)`` true joint actions (evaluation and WM only) or ``None``.
+        positions: int64 ``(b, t, a, 2)`` per-agent cells ``(x, y)`` (evaluation only) or ``None``.
+    """
+
+    codes: torch.Tensor
+    actions: torch.Tensor | None = None
+    positions: torch.Tensor | None = None
+
+    def without_labels(self) -> CodeBatch:
+        """The action-free view: what a latent action model may train on."""
+        return CodeBatch(codes=self.codes)

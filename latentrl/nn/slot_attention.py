@@ -16,10 +16,14 @@ from latentrl.nn.blocks import MLP
 class SlotAttention(nn.Module):
     """Iterative competitive attention of ``k`` slots over ``n`` inputs."""
 
-    def __init__(self, num_slots: int, dim: int, d_in: int, eps: float = 1e-8) -> None:
+    def __init__(
+        self, num_slots: int, dim: int, d_in: int, logit_scale: float = 1.0, eps: float = 1e-8
+    ) -> None:
         super().__init__()
         self.num_slots = num_slots
-        self.scale = dim**-0.5
+        # Over a mostly uniform background the default softmax is nearly flat at init: every slot
+        # averages all tokens and small entities get no gradient. A larger scale sharpens it.
+        self.scale = logit_scale * dim**-0.5
         self.eps = eps
         # Learned per-slot initial values: the recursion gives each slot an identity it keeps.
         self.init_slots = nn.Parameter(torch.randn(num_slots, dim) * dim**-0.5)

@@ -1,0 +1,201 @@
+"""The interface every latent action model shares, and the training/rollout driver.
+
+A model turns code indices ``(b, t, n)`` into states ``(b, t, k, d)`` (slots or tokens), infers
+latent actions ``(b, t - 1, k', d_a)`` from consecutive states, predicts the next states with its
+forward dynamics and decodes them to codes with the aggregator. Subclasses choose the state
+encoder and the dynamics; everything else (loss weighting, multi-step prediction, rollout,
+save/load) is here, so the comparison FLAM vs LAM vs OC+LAM vs WM is fair by construction.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import NamedTuple
+
+import torch
+from einops import rearrange
+from torch import nn
+
+from latentrl.checkpoint import load_weights, save_weights
+from latentrl.config import from_dict, to_json
+from latentrl.models.config import ModelConfig
+from latentrl.nn.aggregator import Aggregator
+from latentrl.quantize import BottleneckOutput
+from latentrl.types import CodeBatch
+
+
+class States(NamedTuple):
+    """Encoded frames: ``states (b, t, k, d)``; slot attention ``attn (b, t, k, n)`` or None."""
+
+    states: torch.Tensor
+    attn: torch.Tensor | None
+
+
+class LatentActions(NamedTuple):
+    """``actions (b, t - 1, k', d_a)``; FSQ ``indices (b, t - 1, k')`` or None; aux loss."""
+
+    actions: torch.Tensor
+    indices: torch.Tensor | None
+    aux_loss: torch.Tensor
+
+
+class LatentActionModel(nn.Module):
+    """Base class: token embedding, aggregator, loss, rollout, save/load."""
+
+    def __init__(self, config: ModelConfig, code_features: torch.Tensor) -> None:
+        super().__init__()
+        if code_features.shape != (config.codebook_size, config.code_dim):
+            raise ValueError(
+                f"code feature table {tuple(code_features.shape)} does not match the config's "
+                f"codebook ({config.codebook_size}, {config.code_dim})"
+            )
+        self.config = config
+        d = config.d_model
+        self.code_in = nn.Linear(config.code_dim, d)
+        self.token_pos = nn.Parameter(torch.randn(config.num_tokens, d) * 0.02)
+        self.aggregator = Aggregator(
+            d,
+            config.heads,
+            config.num_tokens,
+            code_features,
+            config.subtokens,
+            mode=config.aggregator,
+            readout=config.readout,
+            prediction=config.prediction,
+        )
+
+    # -- hooks for subclasses ---------------------------------------------------------------
+    def encode_states(self, codes: torch.Tensor) -> States:
+        """Codes ``(b, t, n)`` -> states of every frame."""
+        raise NotImplementedError
+
+    def encode_next(self, codes: torch.Tensor, prev: torch.Tensor) -> torch.Tensor:
+        """States ``(b, k, d)`` of one new frame ``(b, n)`` given the previous frame's states."""
+        raise NotImplementedError
+
+    def infer(self, states: torch.Tensor, true_actions: torch.Tensor | None) -> LatentActions:
+        """Latent actions between consecutive states."""
+        raise NotImplementedError
+
+    def predict_next(self, states: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        """Forward dynamics: states ``(B, k, d)`` and actions ``(B, k', d_a)`` -> ``(B, k, d)``."""
+        raise NotImplementedError
+
+    def extra_loss(
+        self, encoded: States, codes: torch.Tensor
+    ) -> tuple[torch.Tensor, dict[str, float]]:
+        """Model-specific extra terms (OC+LAM's reconstruction)."""
+        return codes.new_zeros((), dtype=torch.float32), {}
+
+    def sample_latent_actions(
+        self, batch: int, steps: int, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
+        """Latent actions ``(batch, steps, k', d_a)`` drawn from the prior."""
+        raise NotImplementedError
+
+    # -- shared machinery ---------------------------------------------------------------------
+    def embed_tokens(self, codes: torch.Tensor) -> torch.Tensor:
+        """Codes ``(..., n)`` -> token features ``(..., n, d)`` (frozen tokenizer features + position)."""
+        return self.code_in(self.aggregator.code_features[codes]) + self.token_pos
+
+    def token_weights(self, prev: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Loss weight per target token: tokens that changed carry ``changed_weight``.
+
+        Most tokens are static background, so plain CE is dominated by copying; the part of
+        the loss that depends on the latent action is small unless changes are up-weighted.
+        """
+        changed = (prev != target).float()
+        return 1.0 + (self.config.changed_weight - 1.0) * changed
+
+    def loss(self, batch: CodeBatch) -> tuple[torch.Tensor, dict[str, float]]:
+        """Multi-step next-frame prediction loss on a window of codes ``(b, t, n)``."""
+        codes = batch.codes
+        b, t, _ = codes.shape
+        if t < 2:
+            raise ValueError(f"windows need at least 2 frames, got {t}")
+        encoded = self.encode_states(codes)
+        latent = self.infer(encoded.states, batch.actions)
+        total = latent.aux_loss
+        metrics: dict[str, float] = {"aux_loss": float(latent.aux_loss.detach())}
+        cur = encoded.states[:, :-1]
+        steps = min(self.config.pred_steps, t - 1)
+        for p in range(steps):
+            span = t - 1 - p
+            acts = latent.actions[:, p : p + span]
+            nxt = self.predict_next(
+                rearrange(cur, "b s k d -> (b s) k d"), rearrange(acts, "b s k d -> (b s) k d")
+            )
+            target = rearrange(codes[:, p + 1 : p + 1 + span], "b s n -> (b s) n")
+            prev = rearrange(codes[:, p : p + span], "b s n -> (b s) n")
+            step_loss, step_metrics = self.aggregator.loss(
+                nxt, target, self.token_weights(prev, target)
+            )
+            total = total + step_loss / steps
+            metrics[f"pred_loss_step{p + 1}"] = step_loss.item()
+            metrics[f"token_ce_step{p + 1}"] = step_metrics["token_loss"]
+            cur = rearrange(nxt, "(b s) k d -> b s k d", b=b)[:, :-1]
+        extra, extra_metrics = self.extra_loss(encoded, codes)
+        total = total + extra
+        metrics.update(extra_metrics)
+        if latent.indices is not None:
+            used = latent.indices.unique().numel()
+            metrics["action_codes_used"] = float(used)
+        return total, metrics
+
+    @torch.no_grad()
+    def infer_latent_actions(
+        self, codes: torch.Tensor, true_actions: torch.Tensor | None = None
+    ) -> LatentActions:
+        """Latent actions ``(b, t - 1, k', d_a)`` explaining a window of codes ``(b, t, n)``."""
+        return self.infer(self.encode_states(codes).states, true_actions)
+
+    @torch.no_grad()
+    def rollout(
+        self, context: torch.Tensor, latent_actions: torch.Tensor, steps: int | None = None
+    ) -> torch.Tensor:
+        """Autoregressive prediction of ``steps`` frames of codes ``(b, steps, n)``.
+
+        ``context`` codes ``(b, t0, n)`` are the only frames seen; each predicted frame is decoded
+        to codes and re-encoded (slots initialised from the previous frame's), so the model runs
+        on its own outputs as a video generator does.
+        """
+        steps = latent_actions.shape[1] if steps is None else steps
+        if latent_actions.shape[1] < steps:
+            raise ValueError(f"{latent_actions.shape[1]} latent actions given for {steps} steps")
+        state = self.encode_states(context).states[:, -1]
+        frames = []
+        for i in range(steps):
+            predicted = self.predict_next(state, latent_actions[:, i])
+            codes = self.aggregator.generate(predicted)
+            frames.append(codes)
+            state = self.encode_next(codes, state)
+        return torch.stack(frames, dim=1)
+
+    # -- persistence ----------------------------------------------------------------------------
+    def save(self, folder: Path) -> None:
+        """Write ``config.json`` and ``model.safetensors`` (atomically each) into ``folder``."""
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp = folder / ".config.json.tmp"
+        tmp.write_text(to_json(self.config))
+        tmp.replace(folder / "config.json")
+        save_weights(self, folder / "model.safetensors")
+
+    @classmethod
+    def load(cls, folder: Path, device: str | torch.device = "cpu") -> LatentActionModel:
+        """Rebuild a saved model (any kind) from its folder; never unpickles."""
+        from latentrl.models import build_model
+
+        config_path = folder / "config.json"
+        if not config_path.is_file():
+            raise FileNotFoundError(
+                f"no model config at {config_path}: is {folder} a trained model folder?"
+            )
+        config = from_dict(ModelConfig, json.loads(config_path.read_text()))
+        model = build_model(config, torch.zeros(config.codebook_size, config.code_dim)).to(device)
+        load_weights(model, folder / "model.safetensors")
+        return model.eval()
+
+
+def bottleneck_to_latent(out: BottleneckOutput) -> LatentActions:
+    return LatentActions(out.actions, out.indices, out.aux_loss)

@@ -1,0 +1,78 @@
+"""Configuration shared by FLAM and its baselines (one code path, one config)."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Literal
+
+from latentrl.config import opt
+from latentrl.quantize import BottleneckConfig
+
+ModelKind = Literal["flam", "lam", "oclam", "wm"]
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+    """Architecture of a latent action model (stage 2)."""
+
+    model: ModelKind = opt(
+        "flam",
+        "flam (per-slot latent actions), lam, oclam (LAM + reconstruction) or wm (true actions)",
+    )
+    d_model: int = opt(64, "model width (paper: 256)")
+    heads: int = opt(4, "attention heads")
+    blocks: int = opt(1, "spatio-temporal blocks in the IDM and FDM (paper: 2)")
+    num_slots: int = opt(5, "K, factors/slots (FLAM, OC+LAM; paper: 4 MultiGrid, 32 Procgen)")
+    slot_iters_first: int = opt(3, "slot-attention iterations on the first frame")
+    slot_iters: int = opt(1, "slot-attention iterations on later frames (recursive init)")
+    slot_scale: float = opt(10.0, "multiplier of the slot-attention logits (sharper competition)")
+    recursive_init: bool = opt(True, "initialise frame t+1's slots from frame t's (paper default)")
+    action_kind: Literal["fsq", "gaussian", "sparse"] = opt("fsq", "latent action bottleneck")
+    action_levels: tuple[int, ...] = opt((5,), "FSQ levels of one latent action (paper: [2,2])")
+    action_dim: int = opt(8, "continuous latent action dimension (gaussian, sparse)")
+    beta: float = opt(0.01, "KL weight (gaussian)")
+    l1: float = opt(0.01, "L1 weight (sparse)")
+    vc: float = opt(0.01, "variance/covariance weight (sparse)")
+    aggregator: Literal["parallel", "autoregressive"] = opt("parallel", "patch decoding order")
+    readout: Literal["xattn", "mix"] = opt(
+        "xattn", "aggregator readout: cross-attention or slot mixture"
+    )
+    prediction: Literal["classification", "regression"] = opt(
+        "classification", "CE on code indices or MSE on features"
+    )
+    subtokens: tuple[int, ...] = opt(
+        (32, 32), "hierarchical sub-token sizes; product = codebook size"
+    )
+    pred_steps: int = opt(
+        1, "prediction steps per window (paper: 5); >1 rolls the FDM on its own predictions"
+    )
+    changed_weight: float = opt(
+        10.0, "loss weight of tokens that change between frames (1 = plain CE)"
+    )
+    recon_weight: float = opt(1.0, "weight of the current-frame reconstruction loss (oclam)")
+    num_agents: int = opt(4, "agents in the data (wm action input; probes)")
+    agent_actions: int = opt(5, "real actions per agent (wm)")
+    # Filled from the tokenizer when the model is built; not meant for the command line.
+    codebook_size: int = opt(1024, "tokenizer codebook size (set from the tokenizer)")
+    code_dim: int = opt(64, "tokenizer feature dimension (set from the tokenizer)")
+    grid: int = opt(8, "tokens per side (set from the tokenizer)")
+
+    @property
+    def num_tokens(self) -> int:
+        return self.grid**2
+
+    @property
+    def bottleneck(self) -> BottleneckConfig:
+        return BottleneckConfig(
+            kind=self.action_kind,
+            fsq_levels=self.action_levels,
+            dim=self.action_dim,
+            beta=self.beta,
+            l1=self.l1,
+            vc=self.vc,
+        )
+
+    @property
+    def factored(self) -> bool:
+        """One latent action per slot (FLAM) rather than one per scene."""
+        return self.model == "flam"

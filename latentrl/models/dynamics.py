@@ -1,0 +1,104 @@
+"""Inverse and forward dynamics: factored per slot (FLAM) or one action per scene (LAM family).
+
+Both follow Genie's spatio-temporal pattern (FLAM sec. 4.2): a spatial block mixes the states of
+one frame, a temporal block compares a state with its next value (IDM) or reads the latent action
+(FDM). Shapes: states ``(b, t, k, d)`` with ``k`` slots or tokens; latent actions
+``(b, t - 1, k', d_a)`` with ``k' = k`` (factored) or ``k' = 1`` (scene).
+"""
+
+from __future__ import annotations
+
+import torch
+from einops import rearrange, repeat
+from torch import nn
+
+from latentrl.nn.blocks import CrossBlock, SelfBlock
+from latentrl.quantize import BottleneckConfig, BottleneckOutput, LatentBottleneck
+
+
+class _SpatioTemporal(nn.Module):
+    """``blocks`` pairs of (self-attention over the set, per-element cross-attention)."""
+
+    def __init__(self, dim: int, heads: int, blocks: int) -> None:
+        super().__init__()
+        self.spatial = nn.ModuleList(SelfBlock(dim, heads) for _ in range(blocks))
+        self.temporal = nn.ModuleList(CrossBlock(dim, heads) for _ in range(blocks))
+
+
+class FactoredIDM(_SpatioTemporal):
+    """``a_t^i = IDM(s_t^{1:K}, s_{t+1}^i)``: one latent action per slot, shared weights."""
+
+    def __init__(self, dim: int, heads: int, blocks: int, bottleneck: BottleneckConfig) -> None:
+        super().__init__(dim, heads, blocks)
+        self.bottleneck = LatentBottleneck(dim, bottleneck)
+
+    def forward(self, states: torch.Tensor) -> BottleneckOutput:
+        b, t = states.shape[:2]
+        cur = rearrange(states[:, :-1], "b t k d -> (b t) k d")
+        nxt = rearrange(states[:, 1:], "b t k d -> (b t k) 1 d")
+        q = nxt
+        for spatial, temporal in zip(self.spatial, self.temporal, strict=True):
+            cur = spatial(cur)
+            kv = torch.cat([rearrange(cur, "bt k d -> (bt k) 1 d"), nxt], dim=1)
+            q = temporal(q, kv)
+        out = self.bottleneck(rearrange(q, "(b t k) 1 d -> b t k d", b=b, t=t - 1))
+        return out
+
+
+class FactoredFDM(_SpatioTemporal):
+    """``s^_{t+1}^i = FDM(s_t^{1:K}, a_t^i)``: each slot reads only its own latent action."""
+
+    def __init__(self, dim: int, heads: int, blocks: int, action_dim: int) -> None:
+        super().__init__(dim, heads, blocks)
+        self.action_in = nn.Linear(action_dim, dim)
+
+    def forward(self, states: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        """States ``(B, k, d)``, actions ``(B, k, d_a)`` -> next states ``(B, k, d)``."""
+        k = states.shape[1]
+        act = rearrange(self.action_in(actions), "B k d -> (B k) 1 d")
+        h = states
+        for spatial, temporal in zip(self.spatial, self.temporal, strict=True):
+            h = spatial(h)
+            h = rearrange(
+                temporal(rearrange(h, "B k d -> (B k) 1 d"), act), "(B k) 1 d -> B k d", k=k
+            )
+        return h
+
+
+class SceneIDM(_SpatioTemporal):
+    """One latent action per transition for the whole scene (LAM, OC+LAM)."""
+
+    def __init__(self, dim: int, heads: int, blocks: int, bottleneck: BottleneckConfig) -> None:
+        super().__init__(dim, heads, blocks)
+        self.pool_query = nn.Parameter(torch.randn(1, 1, dim) * 0.02)
+        self.pool = CrossBlock(dim, heads)
+        self.bottleneck = LatentBottleneck(dim, bottleneck)
+
+    def forward(self, states: torch.Tensor) -> BottleneckOutput:
+        b, t, k = states.shape[:3]
+        cur = rearrange(states[:, :-1], "b t k d -> (b t) k d")
+        nxt = rearrange(states[:, 1:], "b t k d -> (b t k) 1 d")
+        q = nxt
+        for spatial, temporal in zip(self.spatial, self.temporal, strict=True):
+            cur = spatial(cur)
+            kv = torch.cat([rearrange(cur, "bt k d -> (bt k) 1 d"), nxt], dim=1)
+            q = temporal(q, kv)
+        changes = rearrange(q, "(bt k) 1 d -> bt k d", k=k)
+        pooled = self.pool(repeat(self.pool_query, "1 1 d -> bt 1 d", bt=changes.shape[0]), changes)
+        return self.bottleneck(rearrange(pooled, "(b t) 1 d -> b t 1 d", b=b, t=t - 1))
+
+
+class SceneFDM(_SpatioTemporal):
+    """Next states of every slot/token from all current states and one scene action."""
+
+    def __init__(self, dim: int, heads: int, blocks: int, action_dim: int) -> None:
+        super().__init__(dim, heads, blocks)
+        self.action_in = nn.Linear(action_dim, dim)
+
+    def forward(self, states: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        """States ``(B, k, d)``, actions ``(B, 1, d_a)`` -> next states ``(B, k, d)``."""
+        act = self.action_in(actions)
+        h = states
+        for spatial, temporal in zip(self.spatial, self.temporal, strict=True):
+            h = temporal(spatial(h), act)
+        return h
