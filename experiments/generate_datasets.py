@@ -2,7 +2,8 @@
 
 One dataset per (agent count | game) and split, named by the convention of
 ``latentrl.data.naming`` (``multigrid/empty-agent_4-v0`` train, ``-v1`` validation, ``-v2``
-test). Examples::
+test). Each family is a ``latentrl.data.recipes.DatasetSpec`` written by ``generate_family``;
+other scripts get the same datasets with ``ensure_datasets``. Examples::
 
     # the paper's MultiGrid data: 32x32 cells at 4 px (128x128 frames), random agents
     python experiments/generate_datasets.py --env multigrid --task empty --agents 1 2 4 8 16 \\
@@ -24,64 +25,23 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-import gymnasium as gym
-
-import envs
-from latentrl.data.generate import GenerationSpec, UniformRandom, generate_dataset
+from latentrl.data.errors import DatasetExistsError
+from latentrl.data.generate import GeneratedDataset
 from latentrl.data.minari_io import dataset_exists, resolve_root
-from latentrl.data.naming import (
-    DEFAULT_GRID_SIZE,
-    DEFAULT_TILE_SIZE,
-    PROCGEN_NATIVE_SIZE,
-    SPLITS,
-    multigrid_dataset_id,
-    procgen_dataset_id,
-    split_counts,
-    split_seed_ranges,
-)
-
-gym.register_envs(envs)
-
-
-@dataclass(frozen=True)
-class MultiGridPolicy:
-    """Builds a MultiGrid behaviour policy inside each worker (picklable)."""
-
-    name: str
-    repeat: int = 1
-    eps: float = 0.1
-
-    def __call__(self, env: gym.Env) -> Any:
-        from envs.multigrid.policies import ExpertPolicy, NoisyExpertPolicy, RandomPolicy
-
-        base = env.unwrapped
-        if self.name == "random":
-            return RandomPolicy(base.num_agents, repeat=self.repeat)
-        if self.name == "expert":
-            return ExpertPolicy.for_env(env)
-        return NoisyExpertPolicy(eps=self.eps, passable=base.passable)
-
-
-@dataclass(frozen=True)
-class Job:
-    """One dataset family (all splits of one agent count or game)."""
-
-    ids: tuple[str, ...]  # one per split, "" where the split has no episodes
-    spec: GenerationSpec
-    metadata: dict[str, Any]
-    description: str
+from latentrl.data.naming import DEFAULT_GRID_SIZE, DEFAULT_TILE_SIZE, PROCGEN_NATIVE_SIZE
+from latentrl.data.recipes import DatasetSpec, generate_family
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0],
-        epilog="Load the result with latentrl.data.cache.FrameCache.load(ids, root=ROOT), or "
-        'with Minari: MINARI_DATASETS_PATH=ROOT python -c "import minari; '
-        "minari.load_dataset('multigrid/empty-agent_4-v0')\" (frames are channel-first there).",
+        epilog="Load one split with latentrl.data.cache.FrameCache.load(ID, root=ROOT), e.g. "
+        "ID = 'multigrid/empty-agent_4-v0' (train), or with Minari: MINARI_DATASETS_PATH=ROOT "
+        "python -c \"import minari; minari.load_dataset('multigrid/empty-agent_4-v0')\" (frames "
+        "are channel-first there). Other scripts generate the same datasets with "
+        "latentrl.data.recipes.ensure_datasets.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     env = parser.add_argument_group("environment")
@@ -215,102 +175,49 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         if unknown:
             parser.error(f"unknown games {unknown}; choose from {', '.join(GAMES)}")
     try:
-        split_counts(args.episodes, args.splits)
+        build_specs(args)  # DatasetSpec checks the rest (splits, sizes, ...)
     except ValueError as e:
-        parser.error(f"--splits: {e}")
+        parser.error(str(e))
     return args
 
 
-def build_jobs(args: argparse.Namespace) -> list[Job]:
-    counts = split_counts(args.episodes, args.splits)
-    jobs = []
-    policy_kwargs = {"repeat": args.repeat} if args.policy == "random" else {}
-    if args.policy == "noisy-expert":
-        policy_kwargs = {"eps": args.eps}
+def build_specs(args: argparse.Namespace) -> list[DatasetSpec]:
+    """One dataset family per agent count (MultiGrid) or game (Procgen)."""
     common = {
+        "env": args.env,
         "policy": args.policy,
-        "policy_kwargs": policy_kwargs,
-        "base_seed": args.seed,
-        "split_counts": dict(zip(SPLITS, counts, strict=True)),
-        "generator": "experiments/generate_datasets.py",
+        "repeat": args.repeat,
+        "eps": args.eps,
+        "episodes": args.episodes,
+        "steps": args.steps,
+        "splits": tuple(args.splits),
+        "seed": args.seed,
     }
     if args.env == "multigrid":
-        from envs.multigrid.registration import multigrid_env_id, multigrid_env_ids
+        return [
+            DatasetSpec(
+                task=args.task, agents=n, size=args.size, tile_size=args.tile_size, **common
+            )
+            for n in args.agents
+        ]
+    return [DatasetSpec(task=game, frame_size=args.frame_size, **common) for game in args.games]
 
-        for n in args.agents:
-            # Any registered id of the task works: the kwargs below set size and team.
-            env_id = multigrid_env_id(args.task.capitalize(), args.size, n)
-            if env_id not in multigrid_env_ids():
-                env_id = multigrid_env_id(args.task.capitalize(), DEFAULT_GRID_SIZE, 1)
-            kwargs = {
-                "num_agents": n,
-                "size": args.size,
-                "tile_size": args.tile_size,
-                "max_steps": args.steps,
-            }
-            ids = tuple(
-                multigrid_dataset_id(
-                    args.task,
-                    n,
-                    policy=args.policy,
-                    size=args.size,
-                    tile_size=args.tile_size,
-                    split=split,
-                )
-                if c
-                else ""
-                for split, c in zip(SPLITS, counts, strict=True)
-            )
-            spec = GenerationSpec(
-                env_id,
-                kwargs,
-                policy=MultiGridPolicy(args.policy, args.repeat, args.eps),
-                max_steps=args.steps,
-                compression=args.compression,
-                imports=("envs",),
-            )
-            meta = {**common, "env": "multigrid", "task": args.task, "agents": n}
-            desc = (
-                f"MultiGrid {args.task}, {n} agents, {args.size}x{args.size} cells at "
-                f"{args.tile_size} px, {args.policy} policy, episodes of {args.steps} steps."
-            )
-            jobs.append(Job(ids, spec, meta, desc))
-    else:
-        from envs.procgen import env_id as procgen_env_id
 
-        for game in args.games:
-            ids = tuple(
-                procgen_dataset_id(
-                    game, policy=args.policy, frame_size=args.frame_size, split=split
-                )
-                if c
-                else ""
-                for split, c in zip(SPLITS, counts, strict=True)
-            )
-            spec = GenerationSpec(
-                procgen_env_id(game),
-                {"frame_size": args.frame_size},
-                policy=UniformRandom(args.repeat),
-                max_steps=args.steps,
-                compression=args.compression,
-                imports=("envs",),
-            )
-            meta = {**common, "env": "procgen", "task": game, "agents": 1}
-            desc = (
-                f"Procgen {game} without backgrounds, {args.frame_size} px, random policy, "
-                f"episodes of at most {args.steps} steps."
-            )
-            jobs.append(Job(ids, spec, meta, desc))
-    return jobs
+def describe(result: GeneratedDataset) -> str:
+    s = result.stats
+    return (
+        f"{result.dataset_id}: {s.episodes} episodes, {s.steps} steps, "
+        f"{s.raw_bytes / 1e6:.0f} MB of frames stored as {s.stored_bytes / 1e6:.1f} MB, "
+        f"{s.wall_s:.1f} s -> {result.path}"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     root = resolve_root(args.root)
-    jobs = build_jobs(args)
-    counts = split_counts(args.episodes, args.splits)
+    specs = build_specs(args)
 
-    existing = [i for job in jobs for i in job.ids if i and dataset_exists(i, root)]
+    existing = [i for spec in specs for i in spec.dataset_ids().values() if dataset_exists(i, root)]
     if existing and not args.overwrite:
         print(
             f"error: these datasets already exist under {root}:\n  "
@@ -320,42 +227,35 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 1
 
-    written = []
+    written: list[str] = []
     start = time.perf_counter()
-    for job in jobs:
-        seed_ranges = split_seed_ranges(args.seed, counts)
-        for split, dataset_id, seeds in zip(SPLITS, job.ids, seed_ranges, strict=True):
-            if not dataset_id:
-                continue
-            result = generate_dataset(
-                dataset_id,
-                job.spec,
-                seeds,
-                root=root,
+    for spec in specs:
+        try:
+            results = generate_family(
+                spec,
+                root,
                 workers=args.workers,
-                metadata={**job.metadata, "split": split},
-                description=job.description,
+                progress=not args.no_progress,
                 overwrite=args.overwrite,
-                progress=False if args.no_progress else dataset_id,
+                compression=args.compression,
             )
-            s = result.stats
-            print(
-                f"{dataset_id}: {s.episodes} episodes, {s.steps} steps, "
-                f"{s.raw_bytes / 1e6:.0f} MB of frames stored as {s.stored_bytes / 1e6:.1f} MB, "
-                f"{s.wall_s:.1f} s -> {result.path}",
-                flush=True,
-            )
-            written.append(dataset_id)
+        except DatasetExistsError as e:  # written by someone else since the check above
+            print(f"error: {e}", file=sys.stderr)
+            return 1
+        for result in results:
+            print(describe(result), flush=True)
+            written.append(result.dataset_id)
 
     print(f"\nWrote {len(written)} datasets under {root} in {time.perf_counter() - start:.1f} s.")
-    quoted = ", ".join(repr(i) for i in written)
+    ids = specs[0].dataset_ids()
+    example = ids.get("train", next(iter(ids.values())))
     print(
-        "Load them with:\n"
+        "Load one split of one family at a time (-v0 train, -v1 val, -v2 test), e.g.:\n"
         "  from latentrl.data.cache import FrameCache\n"
-        f"  cache = FrameCache.load([{quoted}], root={str(root)!r})\n"
+        f"  cache = FrameCache.load({example!r}, root={str(root)!r})\n"
         "or with Minari (frames are channel-first (T+1, c, h, w) there):\n"
         f'  MINARI_DATASETS_PATH={root} python -c "import minari; '
-        f'print(minari.load_dataset({written[0]!r}))"'
+        f'print(minari.load_dataset({example!r}))"'
     )
     return 0
 

@@ -43,10 +43,22 @@ def _parse_bool(text: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected true/false, got {text!r}")
 
 
-def add_config_args(parser: argparse.ArgumentParser, cls: type, group: str | None = None) -> None:
-    """Add one ``--flag`` per field of dataclass ``cls``; defaults stay ``None`` (= not given)."""
+def add_config_args(
+    parser: argparse.ArgumentParser,
+    cls: type,
+    group: str | None = None,
+    prefix: str = "",
+    exclude: frozenset[str] = frozenset(),
+) -> None:
+    """Add one ``--[prefix-]flag`` per field of dataclass ``cls``; defaults stay ``None``.
+
+    ``None`` means "not given", so the preset's value stands (see :func:`override`); parsed
+    values land in ``args.<prefix>_<field>``.
+    """
     target = parser.add_argument_group(group or cls.__name__) if group is not None else parser
     for f in dataclasses.fields(cls):
+        if f.name in exclude:
+            continue
         tp = _field_type(cls, f)
         origin = typing.get_origin(tp)
         args = typing.get_args(tp)
@@ -67,13 +79,16 @@ def add_config_args(parser: argparse.ArgumentParser, cls: type, group: str | Non
         else:
             kwargs["type"] = tp
         kwargs["help"] += f" (preset default: {f.default!r})"
-        target.add_argument(_flag(f.name), dest=f.name, **kwargs)
+        name = f"{prefix}_{f.name}" if prefix else f.name
+        target.add_argument(_flag(name), dest=name, **kwargs)
 
 
-def override(config: C, values: Mapping[str, Any]) -> C:
+def override(config: C, values: Mapping[str, Any], prefix: str = "") -> C:
     """Return ``config`` with the fields given (non-``None``) in ``values`` replaced."""
     names = {f.name for f in dataclasses.fields(config)}  # type: ignore[arg-type]
-    changes = {k: v for k, v in values.items() if k in names and v is not None}
+    strip = f"{prefix}_" if prefix else ""
+    given = {k[len(strip) :]: v for k, v in values.items() if k.startswith(strip)}
+    changes = {k: v for k, v in given.items() if k in names and v is not None}
     for k, v in changes.items():
         if isinstance(v, list):
             changes[k] = tuple(v)

@@ -8,7 +8,8 @@ Modules, one concept each:
 - ``render``: the sprite-sheet renderer and the cell-by-cell reference renderer;
 - ``env``: the Gymnasium environments ``MultiGridEmptyEnv`` and ``MultiGridGoalEnv``;
 - ``registration``: the ``MultiGrid-*`` ids;
-- ``policies``: random, expert and noisy-expert behaviour policies;
+- ``policies``: random, expert and noisy-expert behaviour policies, and ``PolicyFactory``
+  (a picklable policy-by-name for generation workers);
 - ``bench``: throughput of the renderer, of ``env.step`` and of stock minigrid.
 
 The names below are imported lazily (importing minigrid takes about half a second), so
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
         ExpertPolicy,
         MultiGridPolicy,
         NoisyExpertPolicy,
+        PolicyFactory,
         RandomPolicy,
     )
     from envs.multigrid.registration import multigrid_env_ids, register_multigrid_envs
@@ -40,6 +42,7 @@ _LAZY: dict[str, str] = {
     "RandomPolicy": "envs.multigrid.policies",
     "ExpertPolicy": "envs.multigrid.policies",
     "NoisyExpertPolicy": "envs.multigrid.policies",
+    "PolicyFactory": "envs.multigrid.policies",
     "multigrid_env_ids": "envs.multigrid.registration",
     "register_multigrid_envs": "envs.multigrid.registration",
 }
@@ -52,6 +55,7 @@ __all__ = [
     "MultiGridGoalEnv",
     "MultiGridPolicy",
     "NoisyExpertPolicy",
+    "PolicyFactory",
     "RandomPolicy",
     "multigrid_env_ids",
     "register_multigrid_envs",

@@ -3,7 +3,8 @@
 Every policy has ``reset(seed)`` and ``act(obs, info) -> int64 (N,)`` joint action. They read
 only ``info`` (``agent_pos``, ``goal_pos``: int64 ``(N, 2)`` as ``(x, y)``), never the env, and
 draw all randomness from a ``numpy.random.Generator`` seeded by ``reset``, so a seeded policy
-on a seeded env replays exactly.
+on a seeded env replays exactly. :class:`PolicyFactory` builds one by name for an env
+(picklable: dataset generation sends it to its worker processes).
 
 The expert plans one step at a time for the whole team (prioritised planning):
 
@@ -32,11 +33,15 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
 
 from envs.multigrid.core import ACTION_DELTAS, NUM_ACTIONS, Cell, build_room, passable_mask
+
+POLICY_NAMES: tuple[str, ...] = ("random", "expert", "noisy-expert")
+"""Names :class:`PolicyFactory` accepts."""
 
 _DELTA_TO_ACTION: dict[Cell, int] = {delta: a for a, delta in enumerate(ACTION_DELTAS)}
 _MOVES: tuple[Cell, ...] = ACTION_DELTAS[1:]
@@ -366,3 +371,40 @@ class NoisyExpertPolicy(ExpertPolicy):
         noisy = self._rng.random(len(action)) < self.eps
         action[noisy] = self._rng.integers(0, NUM_ACTIONS, int(noisy.sum()))
         return action
+
+
+@dataclass(frozen=True)
+class PolicyFactory:
+    """Builds a behaviour policy by name for a MultiGrid env, wrapped or not.
+
+    Picklable, so that it can be sent to generation workers, which call it once on their own
+    env (``latentrl.data.generate``'s policy-factory contract).
+
+    Args:
+        name: ``random`` (:class:`RandomPolicy`), ``expert`` (:class:`ExpertPolicy`, goal
+            task only) or ``noisy-expert`` (:class:`NoisyExpertPolicy`).
+        repeat: random policy: steps each draw is held (ignored by the experts).
+        eps: noisy expert: per-agent, per-step probability of a random action.
+    """
+
+    name: str
+    repeat: int = 1
+    eps: float = 0.1
+
+    def __post_init__(self) -> None:
+        if self.name not in POLICY_NAMES:
+            raise ValueError(
+                f"unknown MultiGrid policy {self.name!r}; choose from {', '.join(POLICY_NAMES)}"
+            )
+        if self.repeat < 1:
+            raise ValueError(f"repeat must be at least 1, got {self.repeat}")
+        if not 0.0 <= self.eps <= 1.0:
+            raise ValueError(f"eps must lie in [0, 1], got {self.eps}")
+
+    def __call__(self, env: Any) -> MultiGridPolicy:
+        base = env.unwrapped
+        if self.name == "random":
+            return RandomPolicy(base.num_agents, repeat=self.repeat)
+        if self.name == "expert":
+            return ExpertPolicy.for_env(env)
+        return NoisyExpertPolicy.for_env(env, eps=self.eps)

@@ -1,0 +1,105 @@
+"""Datasets encoded once by the tokenizer: code indices per frame, for stage-2 training.
+
+Shapes: ``codes`` int16 ``(F, n)`` back to back over episodes (``episode_starts (E + 1,)``);
+``actions`` int64 ``(F, a)`` (-1 on each episode's last frame) and ``positions`` int64
+``(F, a, 2)`` where the source had labels. Windows never cross an episode boundary
+(:func:`latentrl.data.windows.window_starts`). Stored as safetensors next to the tokenizer run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.numpy import load_file, save_file
+from tqdm.auto import tqdm
+
+from latentrl.data.cache import FrameCache
+from latentrl.data.windows import window_starts
+from latentrl.types import CodeBatch, frames_to_float
+
+
+@dataclasses.dataclass(frozen=True)
+class CodeCache:
+    """Code indices of whole episodes (see module docstring)."""
+
+    codes: np.ndarray
+    episode_starts: np.ndarray
+    actions: np.ndarray | None = None
+    positions: np.ndarray | None = None
+
+    @property
+    def num_frames(self) -> int:
+        return len(self.codes)
+
+    def starts(self, window: int) -> np.ndarray:
+        """Every valid window start (cache frame index)."""
+        starts = window_starts(self.episode_starts, window)
+        if len(starts) == 0:
+            longest = int(np.diff(self.episode_starts).max())
+            raise ValueError(
+                f"no episode has {window} frames (longest: {longest}); use a shorter window "
+                "(--window) or generate longer episodes (--steps)"
+            )
+        return starts
+
+    def windows(self, starts: np.ndarray, window: int, labels: bool = True) -> CodeBatch:
+        """Windows beginning at ``starts`` ``(b,)`` as a :class:`CodeBatch` ``(b, window, n)``."""
+        idx = np.asarray(starts, np.int64)[:, None] + np.arange(window)
+        codes = torch.from_numpy(self.codes[idx].astype(np.int64))
+        actions = positions = None
+        if labels and self.actions is not None:
+            actions = torch.from_numpy(self.actions[idx[:, :-1]])
+        if labels and self.positions is not None:
+            positions = torch.from_numpy(self.positions[idx])
+        return CodeBatch(codes, actions, positions)
+
+    def sample(
+        self, window: int, batch: int, generator: torch.Generator, labels: bool = False
+    ) -> CodeBatch:
+        """A random batch of windows drawn with ``generator`` (action-free unless ``labels``)."""
+        starts = self.starts(window)
+        pick = torch.randint(len(starts), (batch,), generator=generator).numpy()
+        return self.windows(starts[pick], window, labels=labels)
+
+    def save(self, path: Path) -> None:
+        """Write atomically as safetensors."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tensors = {"codes": self.codes, "episode_starts": self.episode_starts}
+        if self.actions is not None:
+            tensors["actions"] = self.actions
+        if self.positions is not None:
+            tensors["positions"] = self.positions
+        tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+        save_file({k: np.ascontiguousarray(v) for k, v in tensors.items()}, str(tmp))
+        os.replace(tmp, path)
+
+    @classmethod
+    def load(cls, path: Path) -> CodeCache:
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"no encoded dataset at {path}: run experiments/train_tokenizer.py on this dataset first"
+            )
+        t = load_file(str(path))
+        return cls(t["codes"], t["episode_starts"], t.get("actions"), t.get("positions"))
+
+
+@torch.no_grad()
+def encode_cache(
+    tokenizer: torch.nn.Module,
+    cache: FrameCache,
+    device: torch.device | str = "cpu",
+    batch_size: int = 512,
+    progress: bool = True,
+) -> CodeCache:
+    """Encode every frame of ``cache`` to code indices with ``tokenizer.encode``."""
+    tokenizer.eval()
+    out = []
+    for start in tqdm(range(0, cache.num_frames, batch_size), desc="encode", disable=not progress):
+        frames = torch.from_numpy(cache.frames[start : start + batch_size]).to(device)
+        x = frames_to_float(frames[None])[0]
+        out.append(tokenizer.encode(x)[1].to(torch.int16).cpu().numpy())
+    return CodeCache(np.concatenate(out), cache.episode_starts, cache.actions, cache.positions)
