@@ -51,9 +51,9 @@ PRESETS: dict[str, Preset] = {
             episodes=1000,
             steps=48,
         ),
-        tokenizer=TokenizerConfig(frame_size=32, stage_channels=(32, 64), z_channels=64),
+        tokenizer=TokenizerConfig(frame_size=32, stage_channels=(16, 32), z_channels=32),
         tokenizer_train=TrainConfig(
-            steps=800,
+            steps=500,
             batch_size=64,
             lr=2e-3,
             warmup_steps=50,

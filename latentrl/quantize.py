@@ -116,7 +116,9 @@ class LatentBottleneck(nn.Module):
         """FSQ indices ``(...)`` -> latent actions ``(..., d_a)``."""
         if self.config.kind != "fsq":
             raise ValueError("only the fsq bottleneck has code indices")
-        return self.fsq.indices_to_codes(indices)
+        # Flat: the library reads indices of 3+ dims as images and moves d to axis 1.
+        codes = self.fsq.indices_to_codes(indices.reshape(-1))
+        return codes.reshape(*indices.shape, codes.shape[-1])
 
     def sample_prior(
         self, shape: tuple[int, ...], generator: torch.Generator | None = None

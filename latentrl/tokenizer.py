@@ -85,7 +85,9 @@ class Tokenizer(nn.Module):
 
     def features_from_indices(self, indices: torch.Tensor) -> torch.Tensor:
         """Code indices ``(..., n)`` -> quantized features ``(..., n, d)``."""
-        return self.fsq.indices_to_codes(indices)
+        # Flat: the library reads indices of 3+ dims as images and moves d to axis 1.
+        features = self.fsq.indices_to_codes(indices.reshape(-1))
+        return features.reshape(*indices.shape, features.shape[-1])
 
     def decode(self, features: torch.Tensor) -> torch.Tensor:
         """Quantized features ``(b, n, d)`` -> frames ``(b, c, h, w)`` (unclamped)."""

@@ -45,6 +45,7 @@ class TrainConfig:
     device: str = opt("auto", "auto, cpu, cuda or cuda:N")
     bf16: bool = opt(True, "bf16 autocast on CUDA (ignored on CPU)")
     compile: bool = opt(False, "torch.compile the loss on CUDA")
+    threads: int = opt(0, "CPU threads for torch (0 = torch's default, one per core)")
 
 
 class TrainableModel(Protocol):

@@ -60,6 +60,10 @@ class CodeBatch(NamedTuple):
     actions: torch.Tensor | None = None
     positions: torch.Tensor | None = None
 
+    def to(self, device: torch.device | str) -> CodeBatch:
+        """Return a copy with every tensor moved to ``device``."""
+        return CodeBatch(*(None if x is None else x.to(device, non_blocking=True) for x in self))
+
     def without_labels(self) -> CodeBatch:
         """The action-free view: what a latent action model may train on."""
         return CodeBatch(codes=self.codes)

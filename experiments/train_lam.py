@@ -1,0 +1,91 @@
+"""Stage 2: train a latent action model (FLAM, LAM, OC+LAM or WM) on a tokenizer run's codes.
+
+    python experiments/train_lam.py --preset tiny --model flam
+    python experiments/train_lam.py --preset tiny --model lam --action-levels 5 5 5 5
+    python experiments/train_lam.py --resume runs/<run>
+    torchrun --nproc-per-node 2 experiments/train_lam.py --preset tiny --model flam   # DDP
+
+Uses the newest finished tokenizer run on the preset's data unless --tokenizer is given (and
+trains one first if there is none). Logs losses, steps/s, the per-agent latent-action probe and
+slot binding (eval/), and a rollout GIF to tensorboard; writes the model as safetensors + JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from latentrl.config import add_config_args, override
+from latentrl.data.recipes import DatasetSpec
+from latentrl.distributed import teardown
+from latentrl.models import ModelConfig
+from latentrl.presets import PRESETS, StageConfig, get_preset
+from latentrl.runs import latest_run, read_json
+from latentrl.stages import train_model_stage, train_tokenizer_stage
+from latentrl.train import TrainConfig
+
+FILLED_FROM_TOKENIZER = frozenset(
+    {"codebook_size", "code_dim", "grid", "num_agents", "agent_actions"}
+)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--preset", default="tiny", choices=sorted(PRESETS), help="named settings (default: tiny)"
+    )
+    parser.add_argument(
+        "--tokenizer",
+        type=Path,
+        default=None,
+        help="tokenizer run folder (default: newest on this data)",
+    )
+    parser.add_argument(
+        "--root", type=Path, default=Path("data"), help="datasets root (default: data)"
+    )
+    parser.add_argument(
+        "--runs", type=Path, default=Path("runs"), help="where run folders go (default: runs)"
+    )
+    parser.add_argument(
+        "--resume",
+        type=Path,
+        default=None,
+        help="continue this run folder from its last checkpoint",
+    )
+    add_config_args(parser, DatasetSpec, "dataset (prefixed --data-)", prefix="data")
+    add_config_args(parser, ModelConfig, "model", exclude=FILLED_FROM_TOKENIZER)
+    add_config_args(parser, TrainConfig, "training")
+    add_config_args(parser, StageConfig, "windows and probe")
+    args = vars(parser.parse_args())
+    preset = get_preset(args["preset"])
+    tokenizer = args["tokenizer"]
+    if tokenizer is None and args["resume"] is None:
+        data = override(preset.data, args, prefix="data")
+        tokenizer = latest_run(args["runs"], "tokenizer", data)
+        if tokenizer is None:
+            print("no tokenizer run on this data yet: training one first")
+            tokenizer = train_tokenizer_stage(
+                data, preset.tokenizer, preset.tokenizer_train, root=args["root"], runs=args["runs"]
+            )
+    try:
+        run = train_model_stage(
+            override(preset.model, args),
+            override(preset.train, args),
+            override(preset.stage, args),
+            tokenizer_run=tokenizer or Path(),
+            runs=args["runs"],
+            resume=args["resume"],
+        )
+    finally:
+        teardown()
+    if (run / "results.json").is_file():
+        results = read_json(run / "results.json")
+        print(f"\nrun: {run}")
+        print(json.dumps({k: v for k, v in results.items() if k != "curve"}, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,278 @@
+"""The two training stages as library calls, shared by the entry scripts and the pipelines.
+
+- :func:`train_tokenizer_stage`: datasets (generated if missing) -> tokenizer run folder with
+  weights, validation PSNR, and every split encoded to code indices (``codes/<split>.safetensors``).
+- :func:`train_model_stage`: tokenizer run -> latent action model run folder with weights,
+  tensorboard (losses, probe, rollout GIFs) and ``results.json``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.tensorboard import SummaryWriter
+
+from latentrl.checkpoint import load_weights, save_weights
+from latentrl.config import from_dict, to_json
+from latentrl.data.cache import FrameCache
+from latentrl.data.codes import CodeCache, encode_cache
+from latentrl.data.recipes import DatasetSpec, ensure_datasets
+from latentrl.distributed import DistInfo, setup
+from latentrl.models import LatentActionModel, ModelConfig, build_model
+from latentrl.presets import StageConfig
+from latentrl.probe import probe
+from latentrl.runs import hardware, new_run_dir, read_json, write_json
+from latentrl.tokenizer import Tokenizer, TokenizerConfig
+from latentrl.train import TrainConfig, train
+from latentrl.types import CodeBatch, frames_to_float
+from latentrl.viz import error_map, grid_frames, log_gif, save_gif
+
+PROCGEN_ACTIONS = 15
+MULTIGRID_ACTIONS = 5
+
+
+# -- tokenizer ---------------------------------------------------------------------------------
+def load_tokenizer(run: Path, device: torch.device | str = "cpu") -> Tokenizer:
+    """The tokenizer saved in a tokenizer run folder."""
+    cfg = from_dict(TokenizerConfig, read_json(run / "tokenizer" / "config.json"))
+    tok = Tokenizer(cfg).to(device)
+    load_weights(tok, run / "tokenizer" / "model.safetensors")
+    return tok.eval()
+
+
+def _psnr(tok: Tokenizer, frames: np.ndarray, device: torch.device, batch: int = 256) -> float:
+    mse, n = 0.0, 0
+    with torch.no_grad():
+        for s in range(0, len(frames), batch):
+            x = frames_to_float(torch.from_numpy(frames[s : s + batch])[None].to(device))[0]
+            recon = tok(x)[0].clamp(0, 1)
+            mse += torch.nn.functional.mse_loss(recon, x, reduction="sum").item()
+            n += x.numel()
+    return -10.0 * math.log10(max(mse / n, 1e-10))
+
+
+def train_tokenizer_stage(
+    data: DatasetSpec,
+    tok_cfg: TokenizerConfig,
+    train_cfg: TrainConfig,
+    *,
+    root: Path,
+    runs: Path,
+    workers: int = 1,
+    resume: Path | None = None,
+) -> Path:
+    """Train the tokenizer on ``data``'s train split; returns the run folder."""
+    if train_cfg.threads:
+        torch.set_num_threads(train_cfg.threads)
+    info = setup(train_cfg.device)
+    if resume is not None:
+        data = from_dict(DatasetSpec, read_json(resume / "data.json"))
+        tok_cfg = from_dict(TokenizerConfig, read_json(resume / "config.json")["tokenizer"])
+        train_cfg = from_dict(TrainConfig, read_json(resume / "config.json")["train"])
+    ids = ensure_datasets(data, root, workers=workers, progress=info.is_main)
+    caches = {split: FrameCache.load(i, root) for split, i in ids.items()}
+    h, w, c = caches["train"].frame_shape
+    if (h, w, c) != (tok_cfg.frame_size, tok_cfg.frame_size, tok_cfg.channels):
+        raise ValueError(
+            f"the dataset's frames are {h}x{w}x{c} but the tokenizer expects "
+            f"{tok_cfg.frame_size}x{tok_cfg.frame_size}x{tok_cfg.channels}: pass --frame-size {h}"
+        )
+    run = resume or new_run_dir(runs, data, "tokenizer", train_cfg.seed)
+    write_json(run / "data.json", dataclasses.asdict(data))
+    write_json(
+        run / "config.json",
+        {"tokenizer": dataclasses.asdict(tok_cfg), "train": dataclasses.asdict(train_cfg)},
+    )
+    torch.manual_seed(train_cfg.seed)
+    tok = Tokenizer(tok_cfg)
+    frames = caches["train"].frames
+    val = caches.get("val", caches["train"]).frames[:1024]
+
+    def sample(step: int, gen: torch.Generator) -> torch.Tensor:
+        idx = torch.randint(len(frames), (train_cfg.batch_size,), generator=gen).numpy()
+        return frames_to_float(torch.from_numpy(frames[idx])[None])[0]
+
+    start = time.perf_counter()
+    result = train(
+        tok,
+        sample,
+        train_cfg,
+        run,
+        info,
+        resume=resume is not None,
+        evaluate=lambda step: {"val_psnr": _psnr(tok, val, info.device)},
+    )
+    if not info.is_main:
+        return run
+    (run / "tokenizer").mkdir(exist_ok=True)
+    (run / "tokenizer" / "config.json").write_text(to_json(tok_cfg))
+    save_weights(tok, run / "tokenizer" / "model.safetensors")
+    psnr = {split: _psnr(tok, cache.frames[:2048], info.device) for split, cache in caches.items()}
+    for split, cache in caches.items():
+        encode_cache(tok, cache, info.device).save(run / "codes" / f"{split}.safetensors")
+    codes = CodeCache.load(run / "codes" / "train.safetensors").codes
+    write_json(
+        run / "results.json",
+        {
+            "psnr": psnr,
+            "codebook_used": int(np.unique(codes).size),
+            "codebook_size": tok_cfg.codebook_size,
+            "steps": train_cfg.steps,
+            "steps_per_s": result.steps_per_s,
+            "wall_seconds": time.perf_counter() - start,
+            "hardware": hardware(),
+            "datasets": ids,
+        },
+    )
+    return run
+
+
+# -- latent action models ------------------------------------------------------------------------
+def model_config_for(model_cfg: ModelConfig, tok: Tokenizer, data: DatasetSpec) -> ModelConfig:
+    """Fill in what the tokenizer and data fix: codebook, feature size, grid, agents."""
+    return dataclasses.replace(
+        model_cfg,
+        codebook_size=tok.config.codebook_size,
+        code_dim=tok.config.z_channels,
+        grid=tok.config.grid,
+        num_agents=data.agents if data.env == "multigrid" else 1,
+        agent_actions=MULTIGRID_ACTIONS if data.env == "multigrid" else PROCGEN_ACTIONS,
+    )
+
+
+def code_features(tok: Tokenizer) -> torch.Tensor:
+    """The frozen feature of every code ``(C, d_z)``."""
+    with torch.no_grad():
+        return tok.features_from_indices(
+            torch.arange(tok.config.codebook_size, device=next(tok.parameters()).device)
+        ).cpu()
+
+
+def probe_batch(cache: CodeCache, window: int, count: int, seed: int) -> CodeBatch:
+    """A fixed, labelled set of held-out windows for the probe."""
+    starts = cache.starts(window)
+    pick = np.random.default_rng(seed).choice(
+        len(starts), size=min(count, len(starts)), replace=False
+    )
+    return cache.windows(np.sort(starts[pick]), window, labels=True)
+
+
+def rollout_video(model: LatentActionModel, tok: Tokenizer, batch: CodeBatch) -> np.ndarray:
+    """Ground truth | prediction | error for the first window of ``batch``: ``(t, H, W, c)``."""
+    codes = batch.codes[:1].to(
+        tok.fsq.implicit_codebook.device if hasattr(tok.fsq, "implicit_codebook") else "cpu"
+    )
+    latent = model.infer_latent_actions(codes, None if batch.actions is None else batch.actions[:1])
+    pred = model.rollout(codes[:, :1], latent.actions)
+
+    def to_video(c: torch.Tensor) -> np.ndarray:
+        x = tok.decode_indices(c[0]).mul(255).round().byte()
+        return x.permute(0, 2, 3, 1).cpu().numpy()
+
+    truth = to_video(codes)
+    predicted = np.concatenate([truth[:1], to_video(pred)])
+    return grid_frames([truth, predicted, error_map(truth, predicted)])
+
+
+def train_model_stage(
+    model_cfg: ModelConfig,
+    train_cfg: TrainConfig,
+    stage_cfg: StageConfig,
+    *,
+    tokenizer_run: Path,
+    runs: Path,
+    resume: Path | None = None,
+    stop_after: int | None = None,
+) -> Path:
+    """Train a latent action model on a tokenizer run's encoded data; returns the run folder."""
+    if train_cfg.threads:
+        torch.set_num_threads(train_cfg.threads)
+    info: DistInfo = setup(train_cfg.device)
+    if resume is not None:
+        stored = read_json(resume / "config.json")
+        model_cfg = from_dict(ModelConfig, stored["model"])
+        train_cfg = from_dict(TrainConfig, stored["train"])
+        stage_cfg = from_dict(StageConfig, stored["stage"])
+        tokenizer_run = Path(stored["tokenizer_run"])
+    if not (tokenizer_run / "results.json").is_file():
+        raise FileNotFoundError(
+            f"{tokenizer_run} is not a finished tokenizer run (no results.json): run "
+            "experiments/train_tokenizer.py first or pass --tokenizer RUN_DIR"
+        )
+    data = from_dict(DatasetSpec, read_json(tokenizer_run / "data.json"))
+    tok = load_tokenizer(tokenizer_run, info.device)
+    model_cfg = model_config_for(model_cfg, tok, data)
+    train_codes = CodeCache.load(tokenizer_run / "codes" / "train.safetensors")
+    val_path = tokenizer_run / "codes" / "val.safetensors"
+    val_codes = CodeCache.load(val_path) if val_path.is_file() else train_codes
+    run = resume or new_run_dir(runs, data, model_cfg.model, train_cfg.seed)
+    write_json(run / "data.json", dataclasses.asdict(data))
+    write_json(
+        run / "config.json",
+        {
+            "model": dataclasses.asdict(model_cfg),
+            "train": dataclasses.asdict(train_cfg),
+            "stage": dataclasses.asdict(stage_cfg),
+            "tokenizer_run": str(tokenizer_run.resolve()),
+        },
+    )
+    torch.manual_seed(train_cfg.seed)
+    model = build_model(model_cfg, code_features(tok))
+    labels = model_cfg.model == "wm"
+    held_out = probe_batch(val_codes, stage_cfg.window, stage_cfg.probe_windows, train_cfg.seed)
+    cell_px, token_px = (data.tile_size if data.env == "multigrid" else 1), tok.config.downsample
+
+    def sample(step: int, gen: torch.Generator) -> CodeBatch:
+        return train_codes.sample(stage_cfg.window, train_cfg.batch_size, gen, labels=labels)
+
+    def evaluate(step: int) -> dict[str, float]:
+        batch = held_out.to(info.device)
+        val_loss, _ = model.loss(batch if labels else batch.without_labels())
+        out = {"val_loss": val_loss.item()}
+        if model_cfg.model != "wm" and data.env == "multigrid":
+            out.update(probe(model, batch, cell_px, token_px, seed=train_cfg.seed).as_dict())
+        curve.append({"step": step, "wall_s": time.perf_counter() - start, **out})
+        return out
+
+    def media(step: int, writer: SummaryWriter) -> None:
+        video = rollout_video(
+            model, tok, CodeBatch(*(None if x is None else x[:1].to(info.device) for x in held_out))
+        )
+        log_gif(writer, "eval/rollout", video, step)
+        save_gif(video, run / "media" / f"rollout_{step:06d}.gif")
+
+    curve: list[dict[str, float]] = []
+    start = time.perf_counter()
+    result = train(
+        model,
+        sample,
+        train_cfg,
+        run,
+        info,
+        evaluate=evaluate,
+        media=media,
+        resume=resume is not None,
+        stop_after=stop_after,
+    )
+    if not info.is_main:
+        return run
+    model.save(run / "model")
+    summary: dict[str, Any] = {
+        "model": model_cfg.model,
+        "final_loss": float(np.mean(result.losses[-20:])) if result.losses else float("nan"),
+        "steps": train_cfg.steps,
+        "steps_per_s": result.steps_per_s,
+        "wall_seconds": time.perf_counter() - start,
+        "hardware": hardware(),
+        "eval": result.last_eval,
+        "curve": curve,
+        "tokenizer_run": str(tokenizer_run),
+    }
+    write_json(run / "results.json", summary)
+    return run
