@@ -155,7 +155,8 @@ def train(
     for step in bar:
         seed = step_seed(config.seed, step)
         generator = torch.Generator().manual_seed(seed)
-        torch.manual_seed(seed)
+        # Every rank draws the same global batch but its own model noise (dropout, sampling).
+        torch.manual_seed(seed + info.rank)
         batch = _to_device(_shard(sample_batch(step, generator), info), device)
         for group in optimizer.param_groups:
             group["lr"] = config.lr * lr_factor(step, config)

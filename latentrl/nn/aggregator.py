@@ -151,7 +151,7 @@ class Aggregator(nn.Module):
     def loss(
         self, context: torch.Tensor, targets: torch.Tensor, weights: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, dict[str, float]]:
-        """Per-token loss averaged with ``weights`` ``(b, n)`` (default uniform)."""
+        """Mean over tokens of the per-token loss times ``weights`` ``(b, n)`` (default 1)."""
         h = self.hidden(context, targets)
         if self.prediction == "regression":
             per_token = (self.to_feature(h) - self.code_features[targets]).square().mean(-1)
@@ -164,7 +164,9 @@ class Aggregator(nn.Module):
             )
         if weights is None:
             weights = torch.ones_like(per_token)
-        loss = (per_token * weights).sum() / weights.sum()
+        # A plain mean over tokens (not divided by the weight sum): the mean of equal shards'
+        # losses is then the global-batch loss, so DDP gradients equal single-process ones.
+        loss = (per_token * weights).mean()
         return loss, {"token_loss": per_token.mean().item()}
 
     def _decode_hidden(self, h: torch.Tensor) -> torch.Tensor:
