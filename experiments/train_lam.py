@@ -55,6 +55,9 @@ def main() -> None:
         default=None,
         help="continue this run folder from its last checkpoint",
     )
+    parser.add_argument(
+        "--workers", type=int, default=2, help="processes for dataset generation (if needed)"
+    )
     add_config_args(parser, DatasetSpec, "dataset (prefixed --data-)", prefix="data")
     add_config_args(parser, ModelConfig, "model", exclude=FILLED_FROM_TOKENIZER)
     add_config_args(parser, TrainConfig, "training")
@@ -68,7 +71,12 @@ def main() -> None:
         if tokenizer is None:
             print("no tokenizer run on this data yet: training one first")
             tokenizer = train_tokenizer_stage(
-                data, preset.tokenizer, preset.tokenizer_train, root=args["root"], runs=args["runs"]
+                data,
+                preset.tokenizer,
+                preset.tokenizer_train,
+                root=args["root"],
+                runs=args["runs"],
+                workers=args["workers"],
             )
     try:
         run = train_model_stage(

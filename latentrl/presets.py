@@ -59,7 +59,7 @@ PRESETS: dict[str, Preset] = {
             warmup_steps=50,
             eval_every=200,
             checkpoint_every=200,
-            media_every=0,
+            media_every=500,
         ),
         model=ModelConfig(),
         train=TrainConfig(
@@ -92,7 +92,7 @@ PRESETS: dict[str, Preset] = {
             lr=1e-3,
             eval_every=2000,
             checkpoint_every=2000,
-            media_every=0,
+            media_every=5000,
         ),
         model=ModelConfig(
             d_model=256, heads=8, blocks=2, num_slots=4, action_levels=(2, 2), pred_steps=5
@@ -125,7 +125,7 @@ PRESETS: dict[str, Preset] = {
             lr=1e-3,
             eval_every=2000,
             checkpoint_every=2000,
-            media_every=0,
+            media_every=5000,
         ),
         model=ModelConfig(
             d_model=256,

@@ -57,6 +57,17 @@ def _psnr(tok: Tokenizer, frames: np.ndarray, device: torch.device, batch: int =
     return -10.0 * math.log10(max(mse / n, 1e-10))
 
 
+def reconstruction_video(
+    tok: Tokenizer, cache: FrameCache, device: torch.device, frames: int = 16
+) -> np.ndarray:
+    """First episode's frames | reconstructions | error, as one video ``(t, H, W, c)``."""
+    truth = cache.frames[: min(frames, int(cache.episode_lengths[0]))]
+    with torch.no_grad():
+        x = frames_to_float(torch.from_numpy(truth)[None].to(device))[0]
+        recon = tok(x)[0].clamp(0, 1).mul(255).round().byte().permute(0, 2, 3, 1).cpu().numpy()
+    return grid_frames([truth, recon, error_map(truth, recon)])
+
+
 def train_tokenizer_stage(
     data: DatasetSpec,
     tok_cfg: TokenizerConfig,
@@ -98,6 +109,11 @@ def train_tokenizer_stage(
         idx = torch.randint(len(frames), (train_cfg.batch_size,), generator=gen).numpy()
         return frames_to_float(torch.from_numpy(frames[idx])[None])[0]
 
+    def media(step: int, writer: SummaryWriter) -> None:
+        video = reconstruction_video(tok, caches.get("val", caches["train"]), info.device)
+        log_gif(writer, "eval/reconstruction", video, step)
+        save_gif(video, run / "media" / f"reconstruction_{step:06d}.gif")
+
     start = time.perf_counter()
     result = train(
         tok,
@@ -106,6 +122,7 @@ def train_tokenizer_stage(
         run,
         info,
         resume=resume is not None,
+        media=media,
         evaluate=lambda step: {"val_psnr": _psnr(tok, val, info.device)},
     )
     if not info.is_main:

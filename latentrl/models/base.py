@@ -61,7 +61,7 @@ class LatentActionModel(nn.Module):
             code_features,
             config.subtokens,
             mode=config.aggregator,
-            readout=config.readout,
+            readout=config.resolved_readout,
             prediction=config.prediction,
         )
 

@@ -33,9 +33,22 @@ class ModelConfig:
     beta: float = opt(0.01, "KL weight (gaussian)")
     l1: float = opt(0.01, "L1 weight (sparse)")
     vc: float = opt(0.01, "variance/covariance weight (sparse)")
+    pos_slots: bool = opt(
+        True,
+        "FLAM: carry each slot's attention centroid (in cells) with it; the IDM sees the "
+        "centroid's displacement, the FDM predicts its move, the gauss readout draws around it",
+    )
+    move_input: Literal["action", "slot"] = opt(
+        "action",
+        "FLAM pos_slots: the predicted centroid move reads the slot's latent action only "
+        "(no history leak) or the predicted slot plus its action",
+    )
     aggregator: Literal["parallel", "autoregressive"] = opt("parallel", "patch decoding order")
-    readout: Literal["xattn", "mix"] = opt(
-        "xattn", "aggregator readout: cross-attention or slot mixture"
+    readout: Literal["auto", "xattn", "mix", "gauss"] = opt(
+        "auto",
+        "aggregator readout: cross-attention, slot mixture, or gauss (per-patch softmax over "
+        "slots of a Gaussian kernel around each slot's centroid; FLAM with pos_slots only); "
+        "auto = gauss for FLAM with pos_slots, else xattn",
     )
     prediction: Literal["classification", "regression"] = opt(
         "classification", "CE on code indices or MSE on features"
@@ -71,6 +84,22 @@ class ModelConfig:
             l1=self.l1,
             vc=self.vc,
         )
+
+    @property
+    def positional(self) -> bool:
+        """Slots carry their centroid (FLAM with ``pos_slots``): states are ``d_model + 2`` wide."""
+        return self.model == "flam" and self.pos_slots
+
+    @property
+    def resolved_readout(self) -> Literal["xattn", "mix", "gauss"]:
+        """The aggregator readout ``auto`` stands for; gauss needs positional slots."""
+        if self.readout == "auto":
+            return "gauss" if self.positional else "xattn"
+        if self.readout == "gauss" and not self.positional:
+            raise ValueError(
+                "readout gauss needs slot centroids: use --model flam with --pos-slots true"
+            )
+        return self.readout
 
     @property
     def factored(self) -> bool:

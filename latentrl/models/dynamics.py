@@ -26,17 +26,33 @@ class _SpatioTemporal(nn.Module):
 
 
 class FactoredIDM(_SpatioTemporal):
-    """``a_t^i = IDM(s_t^{1:K}, s_{t+1}^i)``: one latent action per slot, shared weights."""
+    """``a_t^i = IDM(s_t^{1:K}, s_{t+1}^i)``: one latent action per slot, shared weights.
 
-    def __init__(self, dim: int, heads: int, blocks: int, bottleneck: BottleneckConfig) -> None:
+    With ``motion_dim`` > 0 the query ``s_{t+1}^i`` also carries an embedding of per-slot motion
+    features ``(b, t - 1, k, motion_dim)`` (positional slots: centroid displacement and position).
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        heads: int,
+        blocks: int,
+        bottleneck: BottleneckConfig,
+        motion_dim: int = 0,
+    ) -> None:
         super().__init__(dim, heads, blocks)
+        self.motion_in = nn.Linear(motion_dim, dim) if motion_dim else None
         self.bottleneck = LatentBottleneck(dim, bottleneck)
 
-    def forward(self, states: torch.Tensor) -> BottleneckOutput:
+    def forward(self, states: torch.Tensor, motion: torch.Tensor | None = None) -> BottleneckOutput:
         b, t = states.shape[:2]
         cur = rearrange(states[:, :-1], "b t k d -> (b t) k d")
         nxt = rearrange(states[:, 1:], "b t k d -> (b t k) 1 d")
         q = nxt
+        if self.motion_in is not None:
+            if motion is None:
+                raise ValueError("this IDM was built with motion features: pass them")
+            q = q + rearrange(self.motion_in(motion), "b t k d -> (b t k) 1 d")
         for spatial, temporal in zip(self.spatial, self.temporal, strict=True):
             cur = spatial(cur)
             kv = torch.cat([rearrange(cur, "bt k d -> (bt k) 1 d"), nxt], dim=1)

@@ -11,6 +11,11 @@ Readouts:
 - ``xattn``: patch queries cross-attend over the context (the paper's aggregator).
 - ``mix``: each slot proposes a feature for every patch with a mixing logit; a softmax over
   slots per patch picks who explains it (slot-decoder style), which pushes one entity per slot.
+- ``gauss``: the context carries a position per slot in its last 2 channels ``(b, k, d + 2)``
+  (row, col in tokens); each patch takes a softmax over slots of
+  ``-|x_n - c_k|^2 / (2 sigma_k^2) + b_k`` (``sigma_k``, ``b_k`` from the slot) and reads the
+  mixed slot values plus its position: a slot draws around where it is predicted to be, so a
+  position error costs loss and the gradient moves the slot's centroid.
 Codes are predicted as hierarchical sub-tokens: a codebook of ``prod(subtokens)`` codes is a
 sequence of small choices (1024 = 32 x 32), each conditioned on the previous ones.
 ``regression`` predicts the code's feature vector instead (MSE), decoded to the nearest code.
@@ -23,13 +28,13 @@ from typing import Literal
 
 import torch
 import torch.nn.functional as F
-from einops import rearrange, repeat
+from einops import einsum, rearrange, repeat
 from torch import nn
 
 from latentrl.nn.blocks import MLP, CrossBlock, SelfBlock
 
 AggregatorMode = Literal["parallel", "autoregressive"]
-Readout = Literal["xattn", "mix"]
+Readout = Literal["xattn", "mix", "gauss"]
 Prediction = Literal["classification", "regression"]
 
 
@@ -85,6 +90,19 @@ class Aggregator(nn.Module):
             self.causal = nn.ModuleList(SelfBlock(dim, heads) for _ in range(layers))
         if readout == "xattn":
             self.cross = nn.ModuleList(CrossBlock(dim, heads) for _ in range(layers))
+        elif readout == "gauss":
+            grid = math.isqrt(num_tokens)
+            if grid * grid != num_tokens:
+                raise ValueError(f"gauss readout needs a square token grid, got {num_tokens}")
+            rows, cols = torch.meshgrid(torch.arange(grid), torch.arange(grid), indexing="ij")
+            coords = torch.stack([rows, cols], dim=-1).reshape(-1, 2).float()
+            self.register_buffer("coords", coords, persistent=False)
+            self.g_logsig, self.g_bias, self.g_value = (
+                nn.Linear(dim, 1),
+                nn.Linear(dim, 1),
+                nn.Linear(dim, dim),
+            )
+            self.g_norm, self.g_mlp = nn.LayerNorm(dim), MLP(dim, mult=2)
         else:
             self.slot_mlp = MLP(dim, mult=2)
             self.alpha = nn.Linear(dim, 1)
@@ -116,8 +134,20 @@ class Aggregator(nn.Module):
             x = block(x, mask)
         return x
 
+    def gauss_weights(self, context: torch.Tensor) -> torch.Tensor:
+        """Gauss readout: each patch's softmax over slots ``(b, k, n)`` (context ``(b, k, d + 2)``)."""
+        feats, centers = context[..., :-2], context[..., -2:]
+        d2 = (self.coords[None, None] - centers[:, :, None]).square().sum(-1)
+        # log sigma clamped (sigma in [0.14, 20] tokens): an unbounded width destabilised training.
+        inv_var = torch.exp(-2 * self.g_logsig(feats).clamp(-2.0, 3.0))
+        return (-0.5 * d2 * inv_var + self.g_bias(feats)).softmax(dim=1)
+
     def _read(self, queries: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
         """Queries ``(b, n, d)`` read the context ``(b, k, d)`` -> ``(b, n, d)``."""
+        if self.readout == "gauss":
+            weights = self.gauss_weights(context)[:, :, : queries.shape[1]]
+            h = einsum(weights, self.g_value(context[..., :-2]), "b k n, b k d -> b n d") + queries
+            return self.norm(h + self.g_mlp(self.g_norm(h)))
         if self.readout == "xattn":
             x = queries
             for block in self.cross:

@@ -97,7 +97,7 @@ def test_per_step_loss_ignores_later_frames(kind: str) -> None:
 
 
 def test_flam_window_equals_step_by_step_factorizer() -> None:
-    model = tiny_model("flam", slot_iters_first=3, slot_iters=1).eval()
+    model = tiny_model("flam", slot_iters_first=3, slot_iters=1, pos_slots=False).eval()
     codes = random_batch(b=2, t=4).codes
     with torch.no_grad():
         window = model.encode_states(codes)
@@ -122,7 +122,7 @@ def test_recursive_init_carries_slots_across_frames(kind: str) -> None:
     other = batch.codes.clone()
     other[:, 0] = torch.randint(0, CODEBOOK, other[:, 0].shape)
     for recursive in (True, False):
-        model = tiny_model(kind, recursive_init=recursive).eval()
+        model = tiny_model(kind, recursive_init=recursive, pos_slots=False).eval()
         with torch.no_grad():
             a = model.encode_states(batch.codes).states
             b = model.encode_states(other).states
@@ -141,7 +141,7 @@ def test_recursive_init_carries_slots_across_frames(kind: str) -> None:
 
 
 def test_rollout_reencodes_from_the_previous_slots() -> None:
-    model = tiny_model("flam").eval()
+    model = tiny_model("flam", pos_slots=False).eval()
     batch = random_batch(b=2, t=3)
     actions = model.sample_latent_actions(2, 2, torch.Generator().manual_seed(0))
     frames = model.rollout(batch.codes[:, :2], actions)
@@ -152,6 +152,21 @@ def test_rollout_reencodes_from_the_previous_slots() -> None:
             codes = model.aggregator.generate(model.predict_next(state, actions[:, i]))
             torch.testing.assert_close(frames[:, i], codes)
             state = model.factorizer.step(model.embed_tokens(codes), state)[0]
+
+
+def test_positional_rollout_reencodes_from_the_previous_slots() -> None:
+    model = tiny_model("flam").eval()
+    assert model.config.positional and model.config.resolved_readout == "gauss"
+    batch = random_batch(b=2, t=3)
+    actions = model.sample_latent_actions(2, 2, torch.Generator().manual_seed(0))
+    frames = model.rollout(batch.codes[:, :2], actions)
+    with torch.no_grad():
+        state = model.encode_states(batch.codes[:, :2]).states[:, -1]
+        for i in range(2):
+            codes = model.aggregator.generate(model.predict_next(state, actions[:, i]))
+            torch.testing.assert_close(frames[:, i], codes)
+            slots, attn = model.factorizer.step(model.embed_tokens(codes), state[..., :-2])
+            state = torch.cat([slots, model.centroid(attn)], dim=-1)
 
 
 def test_token_models_roll_out_from_the_last_context_frame_only() -> None:

@@ -52,7 +52,9 @@ def test_interface_shapes(kind: str) -> None:
     model = tiny_model(kind)
     batch = random_batch(b=2, t=4)
     encoded = model.encode_states(batch.codes)
-    assert encoded.states.shape == (2, 4, k, 32)
+    # Positional FLAM slots carry their centroid (row, col) in 2 extra channels.
+    width = 34 if model.config.positional else 32
+    assert encoded.states.shape == (2, 4, k, width)
     if kind in ("flam", "oclam"):
         assert encoded.attn is not None and encoded.attn.shape == (2, 4, SLOTS, TOKENS)
         torch.testing.assert_close(encoded.attn.sum(2), torch.ones(2, 4, TOKENS), atol=1e-6, rtol=0)
@@ -66,9 +68,9 @@ def test_interface_shapes(kind: str) -> None:
     else:
         assert latent.indices is not None and latent.indices.shape == (2, 3, k_act)
     nxt = model.predict_next(encoded.states[:, 0], latent.actions[:, 0])
-    assert nxt.shape == (2, k, 32)
+    assert nxt.shape == (2, k, width)
     state = model.encode_next(batch.codes[:, 1], encoded.states[:, 0])
-    assert state.shape == (2, k, 32)
+    assert state.shape == (2, k, width)
     torch.testing.assert_close(state, encoded.states[:, 1], atol=1e-6, rtol=1e-5)
     sampled = model.sample_latent_actions(2, 5, torch.Generator().manual_seed(0))
     assert sampled.shape == (2, 5, k_act, d_a)
