@@ -19,17 +19,23 @@ from torch import nn
 from vector_quantize_pytorch import FSQ
 
 from latentrl.config import opt
-from latentrl.nn.impala import ImpalaDecoder, ImpalaEncoder
+from latentrl.nn.impala import ImpalaDecoder, ImpalaEncoder, PatchDecoder, PatchEncoder
 
 
 @dataclasses.dataclass(frozen=True)
 class TokenizerConfig:
     """Architecture of the frame tokenizer."""
 
+    encoder: Literal["impala", "patch"] = opt(
+        "impala",
+        "impala (overlapping CNN, the paper's) or patch (each token sees only its own patch)",
+    )
     frame_size: int = opt(32, "frame height and width in pixels (square frames)")
     channels: int = opt(3, "image channels")
     stage_channels: tuple[int, ...] = opt(
-        (32, 64), "channels of each IMPALA stage; each stage halves the resolution"
+        (32, 64),
+        "channels of each IMPALA stage; each stage halves the resolution (patch encoder: the "
+        "number of stages sets the patch size 2**stages and the last value its hidden width)",
     )
     z_channels: int = opt(64, "feature dimension d of a token (paper: 128)")
     fsq_levels: tuple[int, ...] = opt(
@@ -68,14 +74,23 @@ class Tokenizer(nn.Module):
     def __init__(self, config: TokenizerConfig) -> None:
         super().__init__()
         self.config = config
-        self.encoder = ImpalaEncoder(config.channels, config.stage_channels, config.z_channels)
+        if config.encoder == "patch":
+            width = config.stage_channels[-1]
+            self.encoder: nn.Module = PatchEncoder(
+                config.channels, config.downsample, width, config.z_channels
+            )
+            self.decoder: nn.Module = PatchDecoder(
+                config.z_channels, config.downsample, width, config.channels
+            )
+        else:
+            self.encoder = ImpalaEncoder(config.channels, config.stage_channels, config.z_channels)
+            self.decoder = ImpalaDecoder(config.z_channels, config.stage_channels, config.channels)
         # Levels of 2 need FSQ's symmetric variant (the library refuses them otherwise).
         self.fsq = FSQ(
             levels=list(config.fsq_levels),
             dim=config.z_channels,
             preserve_symmetry=any(lv == 2 for lv in config.fsq_levels),
         )
-        self.decoder = ImpalaDecoder(config.z_channels, config.stage_channels, config.channels)
 
     def encode(self, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Frames ``(b, c, h, w)`` -> (quantized features ``(b, n, d)``, indices ``(b, n)``)."""

@@ -73,3 +73,58 @@ class ImpalaDecoder(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
+
+
+class ChannelNorm(nn.Module):
+    """LayerNorm over channels at every position of ``(b, c, h, w)``: patches stay independent."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.norm(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+
+
+class PatchEncoder(nn.Module):
+    """Non-overlapping patches: a ``p x p`` stride-``p`` convolution then per-patch 1x1 layers.
+
+    Normalisation before each activation keeps units from dying (seen without it: every
+    pre-activation went negative after an lr spike and the gradient became exactly zero).
+    Each token sees only its own patch, so a token's code changes only where its pixels change
+    (with IMPALA's overlapping receptive field a moving sprite also changes its neighbours' codes).
+    """
+
+    def __init__(self, in_channels: int, patch: int, hidden: int, out_channels: int) -> None:
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Conv2d(in_channels, hidden, patch, stride=patch),
+            ChannelNorm(hidden),
+            nn.GELU(),
+            nn.Conv2d(hidden, hidden, 1),
+            ChannelNorm(hidden),
+            nn.GELU(),
+            nn.Conv2d(hidden, out_channels, 1),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+class PatchDecoder(nn.Module):
+    """Mirror of :class:`PatchEncoder`: per-patch 1x1 layers then a stride-``p`` transposed conv."""
+
+    def __init__(self, in_channels: int, patch: int, hidden: int, out_channels: int) -> None:
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Conv2d(in_channels, hidden, 1),
+            ChannelNorm(hidden),
+            nn.GELU(),
+            nn.Conv2d(hidden, hidden, 1),
+            ChannelNorm(hidden),
+            nn.GELU(),
+            nn.ConvTranspose2d(hidden, out_channels, patch, stride=patch),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
