@@ -6,6 +6,7 @@ Measures, interleaved over ``--rounds`` so that machine noise hits every figure 
 MultiGrid renderer frames/s (1, 4, 16 agents; 64 and 128 px) beside stock minigrid's renderer,
 MultiGrid env steps/s, Procgen steps/s (native 64 px and 128 px), and dataset write/read MB/s.
 Each figure is the median over rounds (each round is itself a median over short chunks).
+Then the scripted Goal expert's success rate for 4, 8 and 16 agents on 32x32 cells.
 """
 
 from __future__ import annotations
@@ -20,6 +21,26 @@ import numpy as np
 from envs.multigrid.bench import bench_env_step, bench_minigrid_renderer, bench_renderer
 from envs.procgen import bench_procgen
 from latentrl.data.bench import bench_dataset_io
+
+
+def expert_success(
+    num_agents: int, size: int, episodes: int, first_seed: int = 10_000
+) -> tuple[float, float]:
+    """Success rate and mean episode length of the scripted expert on ``Goal``."""
+    from envs.multigrid.env import MultiGridGoalEnv
+    from envs.multigrid.policies import ExpertPolicy
+
+    env = MultiGridGoalEnv(num_agents=num_agents, size=size)
+    wins, lengths = 0, []
+    for i in range(episodes):
+        obs, info = env.reset(seed=first_seed + i)
+        policy = ExpertPolicy.for_env(env, seed=first_seed + i)
+        terminated = truncated = False
+        while not (terminated or truncated):
+            obs, _, terminated, truncated, info = env.step(policy.act(obs, info))
+        wins += bool(info["success"])
+        lengths.append(env.step_count)
+    return wins / episodes, float(np.mean(lengths))
 
 
 def hardware() -> str:
@@ -37,6 +58,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="interleaved repetitions (median)")
     parser.add_argument(
         "--io-episodes", type=int, default=64, help="episodes in the dataset I/O test"
+    )
+    parser.add_argument(
+        "--expert-episodes", type=int, default=200, help="episodes per expert success figure"
     )
     args = parser.parse_args()
     s = args.seconds
@@ -111,6 +135,12 @@ def main() -> None:
         v = np.array([d[key] for d in io])
         unit = "x" if key == "compression_ratio" else "MB/s (raw frame bytes)"
         print(f"| {label} | {np.median(v):,.1f} | {v.min():,.1f} | {v.max():,.1f} | {unit} |")
+    print(
+        f"\nScripted Goal expert, 32x32 cells, {args.expert_episodes} episodes (seeds from 10000):"
+    )
+    for n in (4, 8, 16):
+        rate, length = expert_success(n, 32, args.expert_episodes)
+        print(f"  {n:2d} agents: success {rate:.3f}, mean episode length {length:.1f} steps")
 
 
 if __name__ == "__main__":
