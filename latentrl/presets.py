@@ -1,7 +1,11 @@
 """Named presets: data, tokenizer and model settings that belong together.
 
 - ``tiny``: CPU minutes. MultiGrid ``Empty`` with 4 agents on 8x8 cells at 4 px (32x32 frames),
-  random agents holding each action for a few steps so moves are visible; one token per cell.
+  random agents drawing a new action every step (``repeat=1``: with held actions the previous
+  move, carried in the recurrent slot state, predicts the next one and the latent code only has
+  to encode changes); one token per cell. FLAM with positional slots, K = 8, 2 slot-attention
+  iterations per frame and a 2D action code (FSQ [3, 3], 9 codes; LAM gets the same codebook):
+  ~1900 steps, about 5 minutes on one CPU thread (docs/research/flam_library_tuning.md).
 - ``paper-multigrid``: FLAM Table 4 (GPU): 32x32 cells at 128 px, d_model 256, 2 blocks, K = 4,
   action FSQ [2, 2], sub-trajectories of 10 frames with 5 prediction steps, sub-tokens [32, 32].
 - ``paper-procgen``: Table 4 for Procgen: K = 32, action FSQ [2, 2, 2, 2]; frames at 64 px
@@ -47,7 +51,7 @@ PRESETS: dict[str, Preset] = {
             size=8,
             tile_size=4,
             policy="random",
-            repeat=3,
+            repeat=1,
             episodes=1000,
             steps=48,
         ),
@@ -61,9 +65,9 @@ PRESETS: dict[str, Preset] = {
             checkpoint_every=200,
             media_every=500,
         ),
-        model=ModelConfig(),
+        model=ModelConfig(num_slots=8, slot_iters=2, action_levels=(3, 3)),
         train=TrainConfig(
-            steps=1200,
+            steps=1900,
             batch_size=32,
             lr=1e-3,
             warmup_steps=100,

@@ -53,7 +53,10 @@ class LatentActionModel(nn.Module):
         self.config = config
         d = config.d_model
         self.code_in = nn.Linear(config.code_dim, d)
-        self.token_pos = nn.Parameter(torch.randn(config.num_tokens, d) * 0.02)
+        if config.pos_init == "sincos":
+            self.token_pos = nn.Parameter(sincos_2d(config.grid, d))
+        else:
+            self.token_pos = nn.Parameter(torch.randn(config.num_tokens, d) * 0.02)
         self.aggregator = Aggregator(
             d,
             config.heads,
@@ -62,6 +65,7 @@ class LatentActionModel(nn.Module):
             config.subtokens,
             mode=config.aggregator,
             readout=config.resolved_readout,
+            pos_channels=2 if config.positional else 0,
             prediction=config.prediction,
         )
 
@@ -195,6 +199,27 @@ class LatentActionModel(nn.Module):
         model = build_model(config, torch.zeros(config.codebook_size, config.code_dim)).to(device)
         load_weights(model, folder / "model.safetensors")
         return model.eval()
+
+
+def sincos_2d(grid: int, dim: int, scale: float = 0.5) -> torch.Tensor:
+    """A 2D sin/cos position table ``(grid * grid, dim)``: half the channels for rows, half for
+    columns; angular frequencies from pi (neighbours differ in sign) down to pi / grid."""
+    per_axis = dim // 2
+    freqs = max(per_axis // 2, 1)
+    omega = torch.pi * torch.tensor(float(grid)) ** (-torch.arange(freqs) / max(freqs - 1, 1))
+    pos = torch.arange(grid, dtype=torch.float32)
+
+    def axis(values: torch.Tensor) -> torch.Tensor:
+        ang = values[:, None] * omega
+        out = torch.cat([ang.sin(), ang.cos()], dim=-1)
+        return torch.nn.functional.pad(out, (0, per_axis - out.shape[-1]))
+
+    rows, cols = axis(pos), axis(pos)
+    table = torch.cat(
+        [rows[:, None].expand(grid, grid, -1), cols[None].expand(grid, grid, -1)], dim=-1
+    )
+    table = torch.nn.functional.pad(table, (0, dim - table.shape[-1]))
+    return scale * table.reshape(grid * grid, dim)
 
 
 def bottleneck_to_latent(out: BottleneckOutput) -> LatentActions:

@@ -33,6 +33,11 @@ class ModelConfig:
     beta: float = opt(0.01, "KL weight (gaussian)")
     l1: float = opt(0.01, "L1 weight (sparse)")
     vc: float = opt(0.01, "variance/covariance weight (sparse)")
+    pos_init: Literal["sincos", "small"] = opt(
+        "sincos",
+        "initial token position embedding (learned either way): 2D sin/cos (slots start "
+        "spatially local, so separate agents can win separate slots) or small random",
+    )
     pos_slots: bool = opt(
         True,
         "FLAM: carry each slot's attention centroid (in cells) with it; the IDM sees the "

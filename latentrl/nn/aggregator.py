@@ -70,6 +70,7 @@ class Aggregator(nn.Module):
         readout: Readout = "xattn",
         prediction: Prediction = "classification",
         layers: int = 1,
+        pos_channels: int = 0,
     ) -> None:
         super().__init__()
         codebook_size, code_dim = code_features.shape
@@ -79,8 +80,12 @@ class Aggregator(nn.Module):
                 f"sub-token levels {levels} multiply to {math.prod(levels)}, not the tokenizer's "
                 f"codebook size {codebook_size}; pass --subtokens whose product is {codebook_size}"
             )
+        if readout == "gauss" and pos_channels != 2:
+            raise ValueError("the gauss readout needs a (row, col) position per context element")
         self.levels = levels
         self.mode, self.readout, self.prediction = mode, readout, prediction
+        # Context elements may carry a position in their last ``pos_channels`` channels.
+        self.pos_channels = pos_channels
         self.num_tokens = num_tokens
         self.register_buffer("code_features", code_features.clone(), persistent=True)
         self.pos = nn.Parameter(torch.randn(num_tokens, dim) * 0.02)
@@ -97,11 +102,15 @@ class Aggregator(nn.Module):
             rows, cols = torch.meshgrid(torch.arange(grid), torch.arange(grid), indexing="ij")
             coords = torch.stack([rows, cols], dim=-1).reshape(-1, 2).float()
             self.register_buffer("coords", coords, persistent=False)
+            self.register_buffer(
+                "freqs", torch.tensor([math.pi / 4, math.pi / 2, math.pi]), persistent=False
+            )
             self.g_logsig, self.g_bias, self.g_value = (
                 nn.Linear(dim, 1),
                 nn.Linear(dim, 1),
                 nn.Linear(dim, dim),
             )
+            self.g_offset = nn.Linear(2 + 4 * len(self.freqs), dim)
             self.g_norm, self.g_mlp = nn.LayerNorm(dim), MLP(dim, mult=2)
         else:
             self.slot_mlp = MLP(dim, mult=2)
@@ -134,20 +143,41 @@ class Aggregator(nn.Module):
             x = block(x, mask)
         return x
 
+    def _offsets(self, centers: torch.Tensor) -> torch.Tensor:
+        """Offsets ``x_n - c_k`` ``(b, k, n, 2)`` of every patch from every context position."""
+        return self.coords[None, None] - centers[:, :, None]
+
     def gauss_weights(self, context: torch.Tensor) -> torch.Tensor:
         """Gauss readout: each patch's softmax over slots ``(b, k, n)`` (context ``(b, k, d + 2)``)."""
-        feats, centers = context[..., :-2], context[..., -2:]
-        d2 = (self.coords[None, None] - centers[:, :, None]).square().sum(-1)
+        feats = context[..., :-2]
+        d2 = self._offsets(context[..., -2:]).square().sum(-1)
         # log sigma clamped (sigma in [0.14, 20] tokens): an unbounded width destabilised training.
         inv_var = torch.exp(-2 * self.g_logsig(feats).clamp(-2.0, 3.0))
         return (-0.5 * d2 * inv_var + self.g_bias(feats)).softmax(dim=1)
 
+    def _gauss_read(self, queries: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+        """Patch ``n`` reads ``sum_k m_kn (v(s_k) + W f(x_n - c_k))`` plus its query.
+
+        ``f`` = offset and its sin/cos at a few frequencies: a patch next to an entity learns
+        where it is relative to it (the tokenizer's codes of neighbouring cells depend on it).
+        """
+        n = queries.shape[1]
+        weights = self.gauss_weights(context)[:, :, :n]
+        offset = self._offsets(context[..., -2:])[:, :, :n]
+        angles = offset[..., None] * self.freqs  # (b, k, n, 2, f)
+        fourier = torch.cat([angles.sin(), angles.cos()], dim=-1).flatten(-2)
+        rel = torch.cat([offset.clamp(-4, 4) / 4, fourier], dim=-1)
+        mixed_rel = einsum(weights, rel, "b k n, b k n f -> b n f")
+        h = einsum(weights, self.g_value(context[..., :-2]), "b k n, b k d -> b n d")
+        h = h + self.g_offset(mixed_rel) + queries
+        return self.norm(h + self.g_mlp(self.g_norm(h)))
+
     def _read(self, queries: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
         """Queries ``(b, n, d)`` read the context ``(b, k, d)`` -> ``(b, n, d)``."""
         if self.readout == "gauss":
-            weights = self.gauss_weights(context)[:, :, : queries.shape[1]]
-            h = einsum(weights, self.g_value(context[..., :-2]), "b k n, b k d -> b n d") + queries
-            return self.norm(h + self.g_mlp(self.g_norm(h)))
+            return self._gauss_read(queries, context)
+        if self.pos_channels:
+            context = context[..., : -self.pos_channels]
         if self.readout == "xattn":
             x = queries
             for block in self.cross:
