@@ -13,7 +13,8 @@ Ids follow the FLAM paper's convention and Minari's ``namespace/name-vN`` syntax
 
 Name fields, joined by ``-`` (inside a field ``_`` separates a key from its value):
 
-* MultiGrid: ``{task}-agent_{N}``, then ``-{policy}`` unless the policy is ``random``, then
+* MultiGrid: ``{task}-agent_{N}``, then ``-{policy}`` unless the policy is ``random`` (random
+  actions held for k > 1 steps add ``-repeat_{k}``), then
   ``-size_{cells}`` unless the grid is the paper's 32x32, then ``-tile_{px}`` unless cells are
   the default 4 px. E.g. ``multigrid/goal-agent_4-expert-v0``,
   ``multigrid/empty-agent_2-size_8-v1``.
@@ -58,8 +59,12 @@ def split_of(dataset_id: str) -> str:
     return SPLITS[int(version)]
 
 
-def _policy_field(policy: str) -> str:
-    return "" if policy == "random" else "-" + policy.replace("-", "_")
+def _policy_field(policy: str, repeat: int = 1) -> str:
+    # Held random actions make different videos (and different latent action statistics), so
+    # the hold length is part of the name; the paper's default (a new action each step) is not.
+    if policy == "random":
+        return "" if repeat == 1 else f"-repeat_{repeat}"
+    return "-" + policy.replace("-", "_")
 
 
 def multigrid_dataset_id(
@@ -70,9 +75,10 @@ def multigrid_dataset_id(
     size: int = DEFAULT_GRID_SIZE,
     tile_size: int = DEFAULT_TILE_SIZE,
     split: str = "train",
+    repeat: int = 1,
 ) -> str:
     """Id of a MultiGrid dataset, e.g. ``multigrid/empty-agent_4-v0`` (see module docstring)."""
-    name = f"{task}-agent_{agents}{_policy_field(policy)}"
+    name = f"{task}-agent_{agents}{_policy_field(policy, repeat)}"
     if size != DEFAULT_GRID_SIZE:
         name += f"-size_{size}"
     if tile_size != DEFAULT_TILE_SIZE:
@@ -86,9 +92,10 @@ def procgen_dataset_id(
     policy: str = "random",
     frame_size: int = PROCGEN_NATIVE_SIZE,
     split: str = "train",
+    repeat: int = 1,
 ) -> str:
     """Id of a Procgen dataset, e.g. ``procgen/coinrun-v0`` (see module docstring)."""
-    name = f"{game.lower()}{_policy_field(policy)}"
+    name = f"{game.lower()}{_policy_field(policy, repeat)}"
     if frame_size != PROCGEN_NATIVE_SIZE:
         name += f"-px_{frame_size}"
     return f"procgen/{name}-v{split_version(split)}"

@@ -150,9 +150,14 @@ class DatasetSpec:
                 size=self.size,
                 tile_size=self.tile_size,
                 split=split,
+                repeat=self.repeat,
             )
         return procgen_dataset_id(
-            self.task, policy=self.policy, frame_size=self.frame_size, split=split
+            self.task,
+            policy=self.policy,
+            frame_size=self.frame_size,
+            split=split,
+            repeat=self.repeat,
         )
 
     def dataset_ids(self) -> dict[str, str]:

@@ -134,13 +134,12 @@ def test_ensure_datasets_generates_then_reuses(root: Path, monkeypatch: pytest.M
 def test_ensure_datasets_refuses_other_settings_then_overwrites(root: Path) -> None:
     ids = ensure_datasets(TINY, root, progress=False)
     before = _mtimes(ids, root)
-    other = dataclasses.replace(TINY, steps=5, repeat=2)
+    other = dataclasses.replace(TINY, steps=5)
     with pytest.raises(DatasetExistsError) as info:
         ensure_datasets(other, root, progress=False)
     message = str(info.value)
     assert ids["train"] in message and str(root.resolve()) in message
     assert "steps (--steps): stored 3, wanted 5" in message
-    assert "repeat (--repeat): stored 1, wanted 2" in message
     assert "--overwrite" in message and "--root" in message
     assert _mtimes(ids, root) == before  # refused before generating anything
 
@@ -151,7 +150,7 @@ def test_ensure_datasets_refuses_other_settings_then_overwrites(root: Path) -> N
     assert ensure_datasets(other, root, progress=False, overwrite=True) == ids
     for dataset_id in ids.values():
         meta = read_metadata(dataset_id, root)["latentrl"]
-        assert meta["max_steps"] == 5 and meta["policy_kwargs"] == {"repeat": 2}
+        assert meta["max_steps"] == 5
     assert ensure_datasets(other, root, progress=False) == ids  # now it matches
 
 
@@ -164,3 +163,9 @@ def test_generate_family_refuses_existing_unless_overwrite(root: Path) -> None:
     moved = dataclasses.replace(TINY, seed=100)
     results = generate_family(moved, root, progress=False, overwrite=True)
     assert read_metadata(results[0].dataset_id, root)["latentrl"]["seed_range"] == [100, 102]
+
+
+def test_held_random_actions_get_their_own_dataset_id() -> None:
+    held = dataclasses.replace(TINY, repeat=3).dataset_ids()
+    assert all("-repeat_3-" in i for i in held.values())
+    assert not any("repeat" in i for i in TINY.dataset_ids().values())
