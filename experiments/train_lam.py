@@ -81,7 +81,7 @@ def main() -> None:
     try:
         run = train_model_stage(
             override(preset.model, args),
-            override(preset.train, args),
+            override(preset.train_for(args["model"] or preset.model.model), args),
             override(preset.stage, args),
             tokenizer_run=tokenizer or Path(),
             runs=args["runs"],

@@ -40,6 +40,14 @@ class Preset:
     model: ModelConfig
     train: TrainConfig
     stage: StageConfig
+    # Steps per model where they differ from ``train.steps``: the monolithic models attend over
+    # every token rather than K slots, so equal wall-time budgets mean fewer steps for them.
+    steps_by_model: tuple[tuple[str, int], ...] = ()
+
+    def train_for(self, model: str) -> TrainConfig:
+        """The training config of ``model`` under this preset."""
+        steps = dict(self.steps_by_model).get(model, self.train.steps)
+        return dataclasses.replace(self.train, steps=steps)
 
 
 PRESETS: dict[str, Preset] = {
@@ -76,6 +84,7 @@ PRESETS: dict[str, Preset] = {
             media_every=600,
         ),
         stage=StageConfig(window=4),
+        steps_by_model=(("lam", 1000), ("oclam", 1000), ("wm", 1000)),
     ),
     "paper-multigrid": Preset(
         data=DatasetSpec(
