@@ -16,7 +16,7 @@ import argparse
 import json
 from pathlib import Path
 
-from latentrl.config import add_config_args, override
+from latentrl.config import add_config_args, override, preset_name
 from latentrl.data.recipes import DatasetSpec
 from latentrl.distributed import teardown
 from latentrl.models import ModelConfig
@@ -31,6 +31,7 @@ FILLED_FROM_TOKENIZER = frozenset(
 
 
 def main() -> None:
+    shown = get_preset(preset_name(None, sorted(PRESETS), "tiny"))
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -58,10 +59,12 @@ def main() -> None:
     parser.add_argument(
         "--workers", type=int, default=2, help="processes for dataset generation (if needed)"
     )
-    add_config_args(parser, DatasetSpec, "dataset (prefixed --data-)", prefix="data")
-    add_config_args(parser, ModelConfig, "model", exclude=FILLED_FROM_TOKENIZER)
-    add_config_args(parser, TrainConfig, "training")
-    add_config_args(parser, StageConfig, "windows and probe")
+    add_config_args(
+        parser, DatasetSpec, "dataset (prefixed --data-)", prefix="data", shown=shown.data
+    )
+    add_config_args(parser, ModelConfig, "model", exclude=FILLED_FROM_TOKENIZER, shown=shown.model)
+    add_config_args(parser, TrainConfig, "training", shown=shown.train_for(shown.model.model))
+    add_config_args(parser, StageConfig, "windows and probe", shown=shown.stage)
     args = vars(parser.parse_args())
     preset = get_preset(args["preset"])
     tokenizer = args["tokenizer"]

@@ -15,7 +15,7 @@ import argparse
 import json
 from pathlib import Path
 
-from latentrl.config import add_config_args, override
+from latentrl.config import add_config_args, override, preset_name
 from latentrl.data.recipes import DatasetSpec
 from latentrl.presets import PRESETS, get_preset
 from latentrl.runs import read_json
@@ -25,6 +25,7 @@ from latentrl.train import TrainConfig
 
 
 def main() -> None:
+    shown = get_preset(preset_name(None, sorted(PRESETS), "tiny"))
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -44,9 +45,11 @@ def main() -> None:
         default=None,
         help="continue this run folder from its last checkpoint",
     )
-    add_config_args(parser, DatasetSpec, "dataset (prefixed --data-)", prefix="data")
-    add_config_args(parser, TokenizerConfig, "tokenizer")
-    add_config_args(parser, TrainConfig, "training")
+    add_config_args(
+        parser, DatasetSpec, "dataset (prefixed --data-)", prefix="data", shown=shown.data
+    )
+    add_config_args(parser, TokenizerConfig, "tokenizer", shown=shown.tokenizer)
+    add_config_args(parser, TrainConfig, "training", shown=shown.tokenizer_train)
     args = vars(parser.parse_args())
     preset = get_preset(args["preset"])
     run = train_tokenizer_stage(

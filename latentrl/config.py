@@ -11,7 +11,7 @@ import dataclasses
 import json
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -49,11 +49,13 @@ def add_config_args(
     group: str | None = None,
     prefix: str = "",
     exclude: frozenset[str] = frozenset(),
+    shown: Any = None,
 ) -> None:
     """Add one ``--[prefix-]flag`` per field of dataclass ``cls``; defaults stay ``None``.
 
     ``None`` means "not given", so the preset's value stands (see :func:`override`); parsed
-    values land in ``args.<prefix>_<field>``.
+    values land in ``args.<prefix>_<field>``. ``shown`` (a config instance, e.g. the chosen
+    preset's) supplies the defaults printed by ``--help``.
     """
     target = parser.add_argument_group(group or cls.__name__) if group is not None else parser
     for f in dataclasses.fields(cls):
@@ -78,7 +80,8 @@ def add_config_args(
             kwargs["metavar"] = "{true,false}"
         else:
             kwargs["type"] = tp
-        kwargs["help"] += f" (preset default: {f.default!r})"
+        default = getattr(shown, f.name) if shown is not None else f.default
+        kwargs["help"] += f" (default: {default!r})"
         name = f"{prefix}_{f.name}" if prefix else f.name
         target.add_argument(_flag(name), dest=name, **kwargs)
 
@@ -118,3 +121,10 @@ def load_json(cls: type[C], path: Path) -> C:
     if not path.is_file():
         raise FileNotFoundError(f"no config at {path}: is this a latentrl run folder?")
     return from_dict(cls, json.loads(path.read_text()))
+
+
+def preset_name(argv: list[str] | None, choices: Sequence[str], default: str) -> str:
+    """The ``--preset`` given on the command line (read early so ``--help`` shows its values)."""
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--preset", default=default, choices=list(choices))
+    return pre.parse_known_args(argv)[0].preset

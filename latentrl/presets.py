@@ -63,17 +63,21 @@ PRESETS: dict[str, Preset] = {
             episodes=1000,
             steps=48,
         ),
-        tokenizer=TokenizerConfig(frame_size=32, stage_channels=(16, 32), z_channels=32),
+        # Patch encoder: a token sees only its own cell, so codes change only where an agent
+        # moved (IMPALA's overlapping field changed 48% of tokens per frame; 30 dB vs 42 dB).
+        tokenizer=TokenizerConfig(
+            encoder="patch", frame_size=32, stage_channels=(64, 64), z_channels=32
+        ),
         tokenizer_train=TrainConfig(
-            steps=500,
+            steps=1000,
             batch_size=64,
-            lr=2e-3,
+            lr=3e-3,
             warmup_steps=50,
             eval_every=200,
             checkpoint_every=200,
             media_every=500,
         ),
-        model=ModelConfig(num_slots=8, slot_iters=2, action_levels=(3, 3)),
+        model=ModelConfig(num_slots=12, slot_iters=2, action_levels=(3, 3)),
         train=TrainConfig(
             steps=1900,
             batch_size=32,

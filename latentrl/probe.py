@@ -13,6 +13,7 @@ Shapes: positions ``(b, t, a, 2)`` cells ``(x, y)``; attention ``(b, t, k, n)``.
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import numpy as np
 import torch
@@ -36,12 +37,11 @@ class ProbeResult:
     samples: int
 
     def as_dict(self) -> dict[str, float]:
-        return {
-            "probe_accuracy": self.accuracy,
-            "probe_chance": self.chance,
-            "own_slot": self.own_slot,
-            "same_slot": self.same_slot,
-        }
+        """Figures for logs; binding metrics only where there are slots (NaN is not JSON)."""
+        out = {"probe_accuracy": self.accuracy, "probe_chance": self.chance}
+        if not math.isnan(self.own_slot):
+            out.update(own_slot=self.own_slot, same_slot=self.same_slot)
+        return out
 
 
 def match_slots(attn: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
