@@ -45,7 +45,11 @@ def main() -> None:
         help="tokenizer run folder (default: newest on this data)",
     )
     parser.add_argument(
-        "--root", type=Path, default=Path("data"), help="datasets root (default: data)"
+        "--root",
+        type=Path,
+        default=None,
+        help="datasets root (default: $MINARI_DATASETS_PATH, else ~/.minari/datasets, as "
+        "generate_datasets.py)",
     )
     parser.add_argument(
         "--runs", type=Path, default=Path("runs"), help="where run folders go (default: runs)"

@@ -33,7 +33,11 @@ def main() -> None:
         "--preset", default="tiny", choices=sorted(PRESETS), help="named settings (default: tiny)"
     )
     parser.add_argument(
-        "--root", type=Path, default=Path("data"), help="datasets root (default: data)"
+        "--root",
+        type=Path,
+        default=None,
+        help="datasets root (default: $MINARI_DATASETS_PATH, else ~/.minari/datasets, as "
+        "generate_datasets.py)",
     )
     parser.add_argument(
         "--runs", type=Path, default=Path("runs"), help="where run folders go (default: runs)"

@@ -50,6 +50,21 @@ class Preset:
         return dataclasses.replace(self.train, steps=steps)
 
 
+# Table 4 shares its optimisation settings between the simulation datasets.
+PAPER_TOKENIZER_TRAIN = TrainConfig(
+    steps=20000, batch_size=128, lr=1e-3, eval_every=2000, checkpoint_every=2000, media_every=5000
+)
+PAPER_TRAIN = TrainConfig(
+    steps=50000,
+    batch_size=64,
+    lr=3e-4,
+    warmup_steps=1000,
+    eval_every=2500,
+    checkpoint_every=2500,
+    media_every=5000,
+)
+PAPER_STAGE = StageConfig(window=10, probe_windows=512)
+
 PRESETS: dict[str, Preset] = {
     "tiny": Preset(
         data=DatasetSpec(
@@ -98,32 +113,17 @@ PRESETS: dict[str, Preset] = {
             size=32,
             tile_size=4,
             policy="random",
-            repeat=3,
+            repeat=1,
             episodes=1000,
             steps=64,
         ),
         tokenizer=TokenizerConfig(frame_size=128, stage_channels=(16, 32, 32), z_channels=128),
-        tokenizer_train=TrainConfig(
-            steps=20000,
-            batch_size=128,
-            lr=1e-3,
-            eval_every=2000,
-            checkpoint_every=2000,
-            media_every=5000,
-        ),
+        tokenizer_train=PAPER_TOKENIZER_TRAIN,
         model=ModelConfig(
             d_model=256, heads=8, blocks=2, num_slots=4, action_levels=(2, 2), pred_steps=5
         ),
-        train=TrainConfig(
-            steps=50000,
-            batch_size=64,
-            lr=3e-4,
-            warmup_steps=1000,
-            eval_every=2500,
-            checkpoint_every=2500,
-            media_every=5000,
-        ),
-        stage=StageConfig(window=10, probe_windows=512),
+        train=PAPER_TRAIN,
+        stage=PAPER_STAGE,
     ),
     "paper-procgen": Preset(
         data=DatasetSpec(
@@ -136,14 +136,7 @@ PRESETS: dict[str, Preset] = {
             steps=256,
         ),
         tokenizer=TokenizerConfig(frame_size=64, stage_channels=(16, 32, 32), z_channels=128),
-        tokenizer_train=TrainConfig(
-            steps=20000,
-            batch_size=128,
-            lr=1e-3,
-            eval_every=2000,
-            checkpoint_every=2000,
-            media_every=5000,
-        ),
+        tokenizer_train=PAPER_TOKENIZER_TRAIN,
         model=ModelConfig(
             d_model=256,
             heads=8,
@@ -154,16 +147,8 @@ PRESETS: dict[str, Preset] = {
             action_levels=(2, 2, 2, 2),
             pred_steps=5,
         ),
-        train=TrainConfig(
-            steps=50000,
-            batch_size=64,
-            lr=3e-4,
-            warmup_steps=1000,
-            eval_every=2500,
-            checkpoint_every=2500,
-            media_every=5000,
-        ),
-        stage=StageConfig(window=10, probe_windows=512),
+        train=PAPER_TRAIN,
+        stage=PAPER_STAGE,
     ),
 }
 

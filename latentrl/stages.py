@@ -73,7 +73,7 @@ def train_tokenizer_stage(
     tok_cfg: TokenizerConfig,
     train_cfg: TrainConfig,
     *,
-    root: Path,
+    root: Path | None,
     runs: Path,
     workers: int = 1,
     resume: Path | None = None,
