@@ -16,11 +16,11 @@ import argparse
 import json
 from pathlib import Path
 
-from latentrl.config import add_config_args, override, preset_name
+from latentrl.config import add_config_args, override
 from latentrl.data.recipes import DatasetSpec
 from latentrl.distributed import teardown
 from latentrl.models import ModelConfig
-from latentrl.presets import PRESETS, StageConfig, get_preset
+from latentrl.presets import StageConfig, add_run_args, get_preset
 from latentrl.runs import latest_run, read_json
 from latentrl.stages import train_model_stage, train_tokenizer_stage
 from latentrl.train import TrainConfig
@@ -31,37 +31,15 @@ FILLED_FROM_TOKENIZER = frozenset(
 
 
 def main() -> None:
-    shown = get_preset(preset_name(None, sorted(PRESETS), "tiny"))
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument(
-        "--preset", default="tiny", choices=sorted(PRESETS), help="named settings (default: tiny)"
-    )
+    shown = add_run_args(parser)
     parser.add_argument(
         "--tokenizer",
         type=Path,
         default=None,
         help="tokenizer run folder (default: newest on this data)",
-    )
-    parser.add_argument(
-        "--root",
-        type=Path,
-        default=None,
-        help="datasets root (default: $MINARI_DATASETS_PATH, else ~/.minari/datasets, as "
-        "generate_datasets.py)",
-    )
-    parser.add_argument(
-        "--runs", type=Path, default=Path("runs"), help="where run folders go (default: runs)"
-    )
-    parser.add_argument(
-        "--resume",
-        type=Path,
-        default=None,
-        help="continue this run folder from its last checkpoint",
-    )
-    parser.add_argument(
-        "--workers", type=int, default=2, help="processes for dataset generation (if needed)"
     )
     add_config_args(
         parser, DatasetSpec, "dataset (prefixed --data-)", prefix="data", shown=shown.data

@@ -13,11 +13,10 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 
-from latentrl.config import add_config_args, override, preset_name
+from latentrl.config import add_config_args, override
 from latentrl.data.recipes import DatasetSpec
-from latentrl.presets import PRESETS, get_preset
+from latentrl.presets import add_run_args, get_preset
 from latentrl.runs import read_json
 from latentrl.stages import train_tokenizer_stage
 from latentrl.tokenizer import TokenizerConfig
@@ -25,30 +24,10 @@ from latentrl.train import TrainConfig
 
 
 def main() -> None:
-    shown = get_preset(preset_name(None, sorted(PRESETS), "tiny"))
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument(
-        "--preset", default="tiny", choices=sorted(PRESETS), help="named settings (default: tiny)"
-    )
-    parser.add_argument(
-        "--root",
-        type=Path,
-        default=None,
-        help="datasets root (default: $MINARI_DATASETS_PATH, else ~/.minari/datasets, as "
-        "generate_datasets.py)",
-    )
-    parser.add_argument(
-        "--runs", type=Path, default=Path("runs"), help="where run folders go (default: runs)"
-    )
-    parser.add_argument("--workers", type=int, default=2, help="processes for dataset generation")
-    parser.add_argument(
-        "--resume",
-        type=Path,
-        default=None,
-        help="continue this run folder from its last checkpoint",
-    )
+    shown = add_run_args(parser)
     add_config_args(
         parser, DatasetSpec, "dataset (prefixed --data-)", prefix="data", shown=shown.data
     )

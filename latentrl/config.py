@@ -12,7 +12,6 @@ import json
 import types
 import typing
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any, TypeVar
 
 C = TypeVar("C")
@@ -114,13 +113,6 @@ def from_dict(cls: type[C], data: Mapping[str, Any]) -> C:
         )
     values = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
     return cls(**values)
-
-
-def load_json(cls: type[C], path: Path) -> C:
-    """Read a config written by :func:`to_json`."""
-    if not path.is_file():
-        raise FileNotFoundError(f"no config at {path}: is this a latentrl run folder?")
-    return from_dict(cls, json.loads(path.read_text()))
 
 
 def preset_name(argv: list[str] | None, choices: Sequence[str], default: str) -> str:

@@ -15,9 +15,11 @@ Every value can be overridden from the command line of the scripts.
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
+from pathlib import Path
 
-from latentrl.config import opt
+from latentrl.config import opt, preset_name
 from latentrl.data.recipes import DatasetSpec
 from latentrl.models.config import ModelConfig
 from latentrl.tokenizer import TokenizerConfig
@@ -157,3 +159,31 @@ def get_preset(name: str) -> Preset:
     if name not in PRESETS:
         raise ValueError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}")
     return PRESETS[name]
+
+
+def add_run_args(parser: argparse.ArgumentParser, argv: list[str] | None = None) -> Preset:
+    """Flags every training script shares; returns the preset named on the command line, whose
+    values the script's ``--help`` then shows as defaults."""
+    parser.add_argument(
+        "--preset", default="tiny", choices=sorted(PRESETS), help="named settings (default: tiny)"
+    )
+    parser.add_argument(
+        "--root",
+        type=Path,
+        default=None,
+        help="datasets root (default: $MINARI_DATASETS_PATH, else ~/.minari/datasets, as "
+        "generate_datasets.py)",
+    )
+    parser.add_argument(
+        "--runs", type=Path, default=Path("runs"), help="where run folders go (default: runs)"
+    )
+    parser.add_argument(
+        "--workers", type=int, default=2, help="processes for dataset generation (if needed)"
+    )
+    parser.add_argument(
+        "--resume",
+        type=Path,
+        default=None,
+        help="continue this run folder from its last checkpoint",
+    )
+    return get_preset(preset_name(argv, sorted(PRESETS), "tiny"))

@@ -127,6 +127,3 @@ class Tokenizer(nn.Module):
             psnr = -10.0 * math.log10(max(clamped.item(), 1e-10))
             usage = indices.unique().numel() / self.config.codebook_size
         return mse, {"mse": mse.item(), "psnr": psnr, "codebook_usage": usage}
-
-
-TokenizerPreset = Literal["tiny", "paper-multigrid", "paper-procgen"]

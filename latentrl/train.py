@@ -13,7 +13,7 @@ import math
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import torch
 from torch import nn
@@ -46,10 +46,6 @@ class TrainConfig:
     bf16: bool = opt(True, "bf16 autocast on CUDA (ignored on CPU)")
     compile: bool = opt(False, "torch.compile the loss on CUDA")
     threads: int = opt(0, "CPU threads for torch (0 = torch's default, one per core)")
-
-
-class TrainableModel(Protocol):
-    def loss(self, batch: Any) -> tuple[torch.Tensor, dict[str, float]]: ...
 
 
 class _LossModule(nn.Module):
