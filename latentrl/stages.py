@@ -35,6 +35,10 @@ from latentrl.viz import error_map, grid_frames, log_gif, save_gif
 
 PROCGEN_ACTIONS = 15
 MULTIGRID_ACTIONS = 5
+WM_EVAL_WINDOWS = 16
+"""Held-out windows of the cheap world-model figures logged during training (eval/psnr_1step,
+eval/dpsnr against the tokenizer's reconstruction; experiments/evaluate_world_model.py gives
+the real ones)."""
 
 
 # -- tokenizer ---------------------------------------------------------------------------------
@@ -239,6 +243,9 @@ def train_model_stage(
             "tokenizer_run": str(tokenizer_run.resolve()),
         },
     )
+    # Imported here: latentrl.evaluation builds on this module (it loads tokenizer runs).
+    from latentrl.evaluation import quick_scores
+
     torch.manual_seed(train_cfg.seed)
     model = build_model(model_cfg, code_features(tok))
     labels = model_cfg.model == "wm"
@@ -254,6 +261,10 @@ def train_model_stage(
         out = {"val_loss": val_loss.item()}
         if model_cfg.model != "wm" and data.env == "multigrid":
             out.update(probe(model, batch, cell_px, token_px, seed=train_cfg.seed).as_dict())
+        # A few windows only: the rollouts must not slow CPU training down noticeably.
+        few = CodeBatch(*(None if x is None else x[:WM_EVAL_WINDOWS] for x in batch))
+        gen = torch.Generator().manual_seed(train_cfg.seed)
+        out.update(quick_scores(model, tok, few if labels else few.without_labels(), gen))
         curve.append({"step": step, "wall_s": time.perf_counter() - start, **out})
         return out
 

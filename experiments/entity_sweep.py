@@ -1,0 +1,381 @@
+"""Table 2 of the FLAM paper in one command: world-model PSNR and dPSNR against the number of
+entities (MultiGrid agents), one column per model.
+
+    python experiments/entity_sweep.py                                   # tiny preset, CPU
+    python experiments/entity_sweep.py --agents 1 2 4 --steps-scale 0.5  # shorter budget
+    python experiments/entity_sweep.py --preset paper-multigrid --device cuda
+
+For each agent count: the preset's dataset with that many agents (generated if missing), a
+tokenizer, then every model of --models trained on its codes and evaluated as
+experiments/evaluate_world_model.py does (test windows of --eval-steps + 1 frames, rollouts from
+the first frame). Writes into --out: sweep.json (state and every figure), table.md, results.json
+(rows = entities, columns = models) and psnr_vs_entities.png; run folders go to --out/runs.
+
+Resumable: sweep.json is rewritten atomically after every finished piece (tokenizer, training,
+evaluation), a finished cell is never recomputed, and an interrupted training run in --out/runs
+is continued from its last checkpoint. Rerunning the same command picks up where it stopped;
+changing a setting that changes the figures (steps, data, preset...) is refused for an existing
+--out.
+
+Slots: FLAM and OC+LAM need K >= agents. K = max(K_preset, agents + K_preset - agents_preset):
+the preset's spare slots are kept (tiny: K = 12 for 4 agents, so K = max(12, agents + 8);
+paper-multigrid: K = 4 for 4 agents, so K = max(4, agents)).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+import torch
+from matplotlib.figure import Figure
+
+from latentrl.data.recipes import DatasetSpec
+from latentrl.evaluation import (
+    MODEL_LABELS,
+    MODEL_ORDER,
+    EvalConfig,
+    evaluate_run,
+    write_run_outputs,
+)
+from latentrl.presets import PRESETS, Preset, get_preset
+from latentrl.runs import env_tag, read_json, write_json
+from latentrl.stages import train_model_stage, train_tokenizer_stage
+
+STATE = "sweep.json"
+
+
+# -- settings -------------------------------------------------------------------------------------
+def slots_for(agents: int, preset: Preset) -> int:
+    """K for ``agents``: the preset's K, grown so that its number of spare slots is kept."""
+    spare = preset.model.num_slots - preset.data.agents
+    return max(preset.model.num_slots, agents + spare)
+
+
+def model_steps(model: str, preset: Preset, args: argparse.Namespace) -> int:
+    if args.steps is not None:
+        return args.steps
+    return max(1, round(preset.train_for(model).steps * args.steps_scale))
+
+
+def data_for(agents: int, preset: Preset, args: argparse.Namespace) -> DatasetSpec:
+    return dataclasses.replace(
+        preset.data,
+        agents=agents,
+        episodes=args.episodes or preset.data.episodes,
+        steps=args.data_steps or preset.data.steps,
+    )
+
+
+def settings(preset: Preset, args: argparse.Namespace) -> dict[str, Any]:
+    """Everything that changes the figures (not the sweep's extent, threads or device)."""
+    return {
+        "preset": args.preset,
+        "seed": args.seed,
+        "episodes": args.episodes or preset.data.episodes,
+        "data_steps": args.data_steps or preset.data.steps,
+        "tokenizer_steps": args.tokenizer_steps or preset.tokenizer_train.steps,
+        "model_steps": {m: model_steps(m, preset, args) for m in MODEL_ORDER},
+        "windows": args.windows,
+        "eval_steps": args.eval_steps,
+        "slot_rule": "max(K_preset, agents + K_preset - agents_preset)",
+    }
+
+
+def load_state(out: Path, wanted: dict[str, Any]) -> dict[str, Any]:
+    path = out / STATE
+    if not path.is_file():
+        return {"settings": wanted, "tokenizers": {}, "cells": {}}
+    state = read_json(path)
+    if state["settings"] != wanted:
+        diff = {
+            k: (state["settings"].get(k), v)
+            for k, v in wanted.items()
+            if state["settings"].get(k) != v
+        }
+        raise SystemExit(
+            f"{path} was made with other settings ({', '.join(f'{k}: {a} -> {b}' for k, (a, b) in diff.items())}): "
+            "rerun with the same flags, or pass another --out"
+        )
+    return state
+
+
+# -- runs -----------------------------------------------------------------------------------------
+def find_run(runs: Path, data: DatasetSpec, kind: str, seed: int) -> tuple[Path | None, bool]:
+    """(newest run folder of ``kind`` on ``data`` under ``runs``, whether it finished)."""
+    found = sorted(
+        runs.glob(f"{env_tag(data)}__{kind}__{seed}__*"), key=lambda p: p.stat().st_mtime
+    )
+    for path in reversed(found):
+        if (path / "results.json").is_file():
+            return path, True
+        if (path / "checkpoints" / "latest").is_dir():
+            return path, False
+    return None, False
+
+
+def tokenizer_for(agents: int, preset: Preset, args: argparse.Namespace, runs: Path) -> Path:
+    data = data_for(agents, preset, args)
+    found, finished = find_run(runs, data, "tokenizer", args.seed)
+    if finished:
+        assert found is not None
+        return found
+    if found is not None:
+        print(f"continuing the interrupted tokenizer run {found}")
+    train_cfg = dataclasses.replace(
+        preset.tokenizer_train,
+        steps=args.tokenizer_steps or preset.tokenizer_train.steps,
+        seed=args.seed,
+        threads=args.threads,
+        device=args.device,
+    )
+    return train_tokenizer_stage(
+        data,
+        preset.tokenizer,
+        train_cfg,
+        root=args.root,
+        runs=runs,
+        workers=args.workers,
+        resume=found,
+    )
+
+
+def run_cell(
+    agents: int, model: str, tokenizer: Path, args: argparse.Namespace, runs: Path
+) -> dict[str, Any]:
+    """Train (or continue, or reuse) one model and evaluate it; returns the cell's record."""
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    preset = get_preset(args.preset)
+    data = data_for(agents, preset, args)
+    found, finished = find_run(runs, data, model, args.seed)
+    slots = slots_for(agents, preset)
+    if not finished:
+        if found is not None:
+            print(f"continuing the interrupted {model} run {found}")
+        found = train_model_stage(
+            dataclasses.replace(preset.model, model=model, num_slots=slots),
+            dataclasses.replace(
+                preset.train,
+                steps=model_steps(model, preset, args),
+                seed=args.seed,
+                threads=args.threads,
+                device=args.device,
+            ),
+            preset.stage,
+            tokenizer_run=tokenizer,
+            runs=runs,
+            resume=found,
+        )
+    assert found is not None
+    evaluation = evaluate_run(
+        found,
+        EvalConfig(windows=args.windows, steps=args.eval_steps, seed=args.seed, device=args.device),
+        root=args.root,
+    )
+    write_run_outputs(found, evaluation)
+    trained = read_json(found / "results.json")
+    return {
+        "run": str(found),
+        "num_slots": slots if model in ("flam", "oclam") else None,
+        "train_steps": trained["steps"],
+        "train_seconds": trained["wall_seconds"],
+        "scores": evaluation.scores.as_json(),
+    }
+
+
+# -- report ---------------------------------------------------------------------------------------
+def rows(state: dict[str, Any], agents: list[int], models: list[str]) -> list[dict[str, Any]]:
+    """One row per agent count: PSNR and dPSNR per model (None where not done yet)."""
+    out = []
+    for a in agents:
+        row: dict[str, Any] = {"agents": a}
+        for m in models:
+            cell = state["cells"].get(f"{a}/{m}")
+            summary = cell["scores"]["summary"] if cell else None
+            row[m] = (
+                None
+                if summary is None
+                else {
+                    "psnr_1step": summary["psnr_1step"],
+                    "dpsnr_mean": summary["dpsnr_mean"],
+                    "tokenizer_psnr": summary["tokenizer_psnr"],
+                    "num_slots": cell["num_slots"],
+                    "run": cell["run"],
+                }
+            )
+        out.append(row)
+    return out
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
+def table(table_rows: list[dict[str, Any]], models: list[str], state: dict[str, Any]) -> str:
+    ordered = [m for m in MODEL_ORDER if m in models]
+    labels = [MODEL_LABELS[m] for m in ordered]
+    head = (
+        "| # entities | K | "
+        + " | ".join(f"{lb} PSNR" for lb in labels)
+        + " | "
+        + " | ".join(f"{lb} ΔPSNR" for lb in labels)
+        + " | tokenizer ceiling |"
+    )
+    lines = [head, "|---:|---:|" + "---:|" * (2 * len(ordered) + 1)]
+    for row in table_rows:
+        cells = [row[m] for m in ordered]
+        done = [c for c in cells if c is not None]
+        slots = next((c["num_slots"] for c in done if c["num_slots"] is not None), None)
+        lines.append(
+            f"| {row['agents']} | {slots or '-'} | "
+            + " | ".join(_fmt(c and c["psnr_1step"]) for c in cells)
+            + " | "
+            + " | ".join(_fmt(c and c["dpsnr_mean"]) for c in cells)
+            + f" | {_fmt(done[0]['tokenizer_psnr'] if done else None)} |"
+        )
+    s = state["settings"]
+    lines += [
+        "",
+        f"Preset {s['preset']}, seed {s['seed']}; {s['episodes']} episodes of {s['data_steps']} "
+        f"steps per agent count; tokenizer {s['tokenizer_steps']} steps; model steps "
+        + ", ".join(f"{MODEL_LABELS[m]} {s['model_steps'][m]}" for m in ordered)
+        + f". PSNR: 1 step; ΔPSNR: mean of steps 1-{s['eval_steps']}; {s['windows']} test "
+        f"windows; K = {s['slot_rule']} (FLAM, OC+LAM).",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def plot(table_rows: list[dict[str, Any]], models: list[str], path: Path) -> None:
+    fig = Figure(figsize=(10, 4))
+    ax_psnr, ax_gap = fig.subplots(1, 2)
+    for m in [m for m in MODEL_ORDER if m in models]:
+        done = [(r["agents"], r[m]) for r in table_rows if r[m] is not None]
+        if not done:
+            continue
+        x = [a for a, _ in done]
+        ax_psnr.plot(x, [c["psnr_1step"] for _, c in done], marker="o", label=MODEL_LABELS[m])
+        ax_gap.plot(x, [c["dpsnr_mean"] for _, c in done], marker="o", label=MODEL_LABELS[m])
+    ceiling = [
+        (r["agents"], next(c["tokenizer_psnr"] for c in r.values() if isinstance(c, dict)))
+        for r in table_rows
+        if any(isinstance(c, dict) for c in r.values())
+    ]
+    if ceiling:
+        ax_psnr.plot(*zip(*ceiling, strict=True), ls=":", color="grey", label="tokenizer ceiling")
+    for ax, name in ((ax_psnr, "PSNR, 1 step (dB)"), (ax_gap, "ΔPSNR, mean over rollout (dB)")):
+        ax.set_xscale("log", base=2)
+        ax.set(xlabel="number of entities (agents)", ylabel=name)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+
+
+def report(state: dict[str, Any], args: argparse.Namespace) -> str:
+    table_rows = rows(state, args.agents, args.models)
+    text = table(table_rows, args.models, state)
+    tmp = args.out / f".table.md.tmp{os.getpid()}"
+    tmp.write_text(text)
+    os.replace(tmp, args.out / "table.md")
+    write_json(args.out / "results.json", {"settings": state["settings"], "rows": table_rows})
+    plot(table_rows, args.models, args.out / "psnr_vs_entities.png")
+    return text
+
+
+# -- main -----------------------------------------------------------------------------------------
+def parse() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--agents", type=int, nargs="+", default=[1, 2, 4, 8, 16])
+    parser.add_argument("--models", nargs="+", default=["lam", "flam"], choices=list(MODEL_ORDER))
+    parser.add_argument("--preset", default="tiny", choices=sorted(PRESETS))
+    parser.add_argument("--out", type=Path, default=Path("runs/entity_sweep"))
+    parser.add_argument("--root", type=Path, default=None, help="datasets root (default: Minari's)")
+    parser.add_argument(
+        "--steps", type=int, default=None, help="training steps of every model (default: preset's)"
+    )
+    parser.add_argument(
+        "--steps-scale",
+        type=float,
+        default=1.0,
+        help="multiply the preset's per-model steps (keeps its equal wall-time budgets)",
+    )
+    parser.add_argument("--tokenizer-steps", type=int, default=None, help="default: preset's")
+    parser.add_argument(
+        "--episodes", type=int, default=None, help="dataset episodes per agent count"
+    )
+    parser.add_argument("--data-steps", type=int, default=None, help="steps per episode")
+    parser.add_argument("--windows", type=int, default=256, help="test windows per evaluation")
+    parser.add_argument("--eval-steps", type=int, default=10, help="rollout steps in evaluation")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    parser.add_argument(
+        "--threads", type=int, default=0, help="torch CPU threads per job (0 = default)"
+    )
+    parser.add_argument(
+        "--jobs", type=int, default=1, help="models trained at once, in separate processes"
+    )
+    parser.add_argument("--workers", type=int, default=2, help="dataset generation processes")
+    args = parser.parse_args()
+    if args.eval_steps + 1 > (args.data_steps or get_preset(args.preset).data.steps) + 1:
+        parser.error("--eval-steps must be at most --data-steps (windows lie inside episodes)")
+    if args.jobs > 1 and not args.threads:
+        args.threads = max(1, (os.cpu_count() or 1) // args.jobs)
+    return args
+
+
+def main() -> None:
+    args = parse()
+    preset = get_preset(args.preset)
+    start = time.perf_counter()
+    runs = args.out / "runs"
+    state = load_state(args.out, settings(preset, args))
+    write_json(args.out / STATE, state)
+    print(
+        "slots (FLAM, OC+LAM): K = max(K_preset, agents + K_preset - agents_preset) = "
+        + ", ".join(f"{a} agents -> K = {slots_for(a, preset)}" for a in args.agents)
+    )
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    todo = [(a, m) for a in args.agents for m in args.models if f"{a}/{m}" not in state["cells"]]
+    for a in sorted({a for a, _ in todo}):
+        if str(a) not in state["tokenizers"]:
+            state["tokenizers"][str(a)] = str(tokenizer_for(a, preset, args, runs))
+            write_json(args.out / STATE, state)
+
+    def record(a: int, m: str, cell: dict[str, Any]) -> None:
+        state["cells"][f"{a}/{m}"] = cell
+        write_json(args.out / STATE, state)
+        print(
+            f"done: {a} agents, {m}: PSNR {cell['scores']['summary']['psnr_1step']:.2f} dB, "
+            f"dPSNR {cell['scores']['summary']['dpsnr_mean']:.2f} dB"
+        )
+        report(state, args)
+
+    print(f"{len(todo)} cells to compute, {len(args.agents) * len(args.models) - len(todo)} done")
+    if args.jobs > 1 and len(todo) > 1:
+        with ProcessPoolExecutor(args.jobs, mp_context=get_context("spawn")) as pool:
+            futures = {
+                pool.submit(run_cell, a, m, Path(state["tokenizers"][str(a)]), args, runs): (a, m)
+                for a, m in todo
+            }
+            for future in as_completed(futures):
+                record(*futures[future], future.result())
+    else:
+        for a, m in todo:
+            record(a, m, run_cell(a, m, Path(state["tokenizers"][str(a)]), args, runs))
+    print(report(state, args))
+    print(f"wrote {args.out} in {time.perf_counter() - start:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
