@@ -31,6 +31,7 @@ from latentrl.runs import hardware, new_run_dir, read_json, write_json
 from latentrl.tokenizer import Tokenizer, TokenizerConfig
 from latentrl.train import TrainConfig, train
 from latentrl.types import CodeBatch, frames_to_float
+from latentrl.views import log_training_views
 from latentrl.viz import error_map, grid_frames, log_gif, save_gif
 
 PROCGEN_ACTIONS = 15
@@ -274,6 +275,11 @@ def train_model_stage(
         )
         log_gif(writer, "eval/rollout", video, step)
         save_gif(video, run / "media" / f"rollout_{step:06d}.gif")
+        if model_cfg.model != "wm" and data.env == "multigrid":
+            # eval/attention (slot overlay GIF) and eval/correspondence (slots x agents, DCI).
+            log_training_views(
+                writer, step, model, tok, held_out.to(info.device), cell_px, token_px
+            )
 
     curve: list[dict[str, float]] = []
     start = time.perf_counter()

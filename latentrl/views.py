@@ -240,14 +240,18 @@ def slot_latents(
     if encoded.attn is not None:
         k = encoded.attn.shape[2]
         match = encoded.attn.gather(3, repeat(tokens, "b t a -> b t k a", k=k)).argmax(dim=2)
+
+    def cpu(x: torch.Tensor | None) -> torch.Tensor | None:
+        return None if x is None else x.detach().cpu()
+
     return SlotLatents(
-        features=captured[-1],
-        actions=latent.actions,
-        codes=latent.indices,
-        attn=encoded.attn,
-        match=match,
-        true_actions=batch.actions,
-        agent_tokens=tokens,
+        features=captured[-1].detach().cpu(),
+        actions=latent.actions.cpu(),
+        codes=cpu(latent.indices),
+        attn=cpu(encoded.attn),
+        match=cpu(match),
+        true_actions=batch.actions.cpu(),
+        agent_tokens=tokens.cpu(),
         factored=model.config.factored,
         num_codes=bottleneck.config.num_codes,
     )
