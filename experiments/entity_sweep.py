@@ -294,38 +294,50 @@ def parse() -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--agents", type=int, nargs="+", default=[1, 2, 4, 8, 16])
-    parser.add_argument("--models", nargs="+", default=["lam", "flam"], choices=list(MODEL_ORDER))
-    parser.add_argument("--preset", default="tiny", choices=sorted(PRESETS))
-    parser.add_argument("--out", type=Path, default=Path("runs/entity_sweep"))
-    parser.add_argument("--root", type=Path, default=None, help="datasets root (default: Minari's)")
-    parser.add_argument(
-        "--steps", type=int, default=None, help="training steps of every model (default: preset's)"
+    add = parser.add_argument
+    add("--agents", type=int, nargs="+", default=[1, 2, 4, 8, 16], help="entity counts (rows)")
+    add(
+        "--models",
+        nargs="+",
+        default=["lam", "flam"],
+        choices=list(MODEL_ORDER),
+        help="models (columns; default: lam flam)",
     )
-    parser.add_argument(
+    add("--preset", default="tiny", choices=sorted(PRESETS), help="named settings (default: tiny)")
+    add(
+        "--out",
+        type=Path,
+        default=Path("runs/entity_sweep"),
+        help="sweep folder: state, table, plot, run folders (default: runs/entity_sweep)",
+    )
+    add("--root", type=Path, default=None, help="datasets root (default: Minari's)")
+    add("--steps", type=int, default=None, help="training steps of every model (default: preset's)")
+    add(
         "--steps-scale",
         type=float,
         default=1.0,
-        help="multiply the preset's per-model steps (keeps its equal wall-time budgets)",
+        help="multiply the preset's per-model steps, keeping its equal wall-time budgets "
+        "(tiny: FLAM 1900, LAM/OC+LAM/WM 1000)",
     )
-    parser.add_argument("--tokenizer-steps", type=int, default=None, help="default: preset's")
-    parser.add_argument(
-        "--episodes", type=int, default=None, help="dataset episodes per agent count"
+    add("--tokenizer-steps", type=int, default=None, help="tokenizer steps (default: preset's)")
+    add("--episodes", type=int, default=None, help="episodes per dataset (default: preset's)")
+    add("--data-steps", type=int, default=None, help="steps per episode (default: preset's)")
+    add("--windows", type=int, default=256, help="test windows per evaluation (default: 256)")
+    add("--eval-steps", type=int, default=10, help="rollout steps in evaluation (default: 10)")
+    add("--seed", type=int, default=0, help="seed of data sampling, initialisation and evaluation")
+    add("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    add(
+        "--threads",
+        type=int,
+        default=0,
+        help="torch CPU threads per job (0 = torch's default; with --jobs: cores / jobs)",
     )
-    parser.add_argument("--data-steps", type=int, default=None, help="steps per episode")
-    parser.add_argument("--windows", type=int, default=256, help="test windows per evaluation")
-    parser.add_argument("--eval-steps", type=int, default=10, help="rollout steps in evaluation")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    parser.add_argument(
-        "--threads", type=int, default=0, help="torch CPU threads per job (0 = default)"
-    )
-    parser.add_argument(
-        "--jobs", type=int, default=1, help="models trained at once, in separate processes"
-    )
-    parser.add_argument("--workers", type=int, default=2, help="dataset generation processes")
+    add("--jobs", type=int, default=1, help="models trained at once, in separate processes")
+    add("--workers", type=int, default=2, help="dataset generation processes")
     args = parser.parse_args()
-    if args.eval_steps + 1 > (args.data_steps or get_preset(args.preset).data.steps) + 1:
+    if get_preset(args.preset).data.env != "multigrid":
+        parser.error(f"preset {args.preset} is not MultiGrid: entities are MultiGrid agents")
+    if args.eval_steps > (args.data_steps or get_preset(args.preset).data.steps):
         parser.error("--eval-steps must be at most --data-steps (windows lie inside episodes)")
     if args.jobs > 1 and not args.threads:
         args.threads = max(1, (os.cpu_count() or 1) // args.jobs)

@@ -174,6 +174,12 @@ def load_split(
 
 def pick_windows(codes: CodeCache, window: int, count: int, seed: int) -> np.ndarray:
     """Sorted start frames ``(w,)`` of ``min(count, available)`` seeded, distinct windows."""
+    longest = int(np.diff(codes.episode_starts).max())
+    if longest < window:
+        raise ValueError(
+            f"no episode of the split has {window} frames (longest: {longest}): evaluate fewer "
+            f"rollout steps (--steps {longest - 1}) or generate longer episodes"
+        )
     starts = codes.starts(window)
     pick = np.random.default_rng(seed).choice(
         len(starts), size=min(count, len(starts)), replace=False
