@@ -49,6 +49,7 @@ from latentrl.config import from_dict, opt
 
 NUM_ACTIONS = 5
 """MultiGrid's STAY/UP/DOWN/LEFT/RIGHT."""
+Acting = Literal["argmax", "sample", "escape"]
 # Action permutations of the generating symmetries (index: old action -> new action).
 _FLIP_X = torch.tensor([0, 1, 2, 4, 3])  # x -> W-1-x swaps LEFT and RIGHT
 _FLIP_Y = torch.tensor([0, 2, 1, 3, 4])  # y -> H-1-y swaps UP and DOWN
@@ -78,8 +79,11 @@ class BCConfig:
     augment: Literal["none", "dihedral"] = opt(
         "dihedral", "random symmetries of the square with the matching action permutation"
     )
-    deterministic: bool = opt(
-        True, "act with each agent's most likely action (else sample, seeded per episode)"
+    acting: Acting = opt(
+        "escape",
+        "argmax: each agent's most likely action; sample: draw from the policy (seeded per "
+        "episode); escape: argmax, but sample whenever the frame repeats one already seen in the "
+        "episode (argmax in a deterministic env would then loop forever)",
     )
     seed: int = opt(0, "seed of the initial weights and the batch order")
 
@@ -197,7 +201,7 @@ class BCPolicyAgent:
 
     Args:
         policy: SB3 ``ActorCriticPolicy`` over channel-first frames and ``MultiDiscrete``.
-        config: the BC config it was built with (architecture, ``deterministic``).
+        config: the BC config it was built with (architecture, ``acting``).
         stats: figures of its training (loss, accuracy, seconds), kept for reports.
     """
 
@@ -211,11 +215,13 @@ class BCPolicyAgent:
         self.frame_shape: tuple[int, int, int] = (h, w, c)
         nvec = policy.action_space.nvec  # type: ignore[attr-defined]
         self.num_agents, self.num_actions = len(nvec), int(nvec[0])
-        self.deterministic = config.deterministic
+        self.acting: Acting = config.acting
         self._gen = torch.Generator().manual_seed(config.seed)
+        self._seen: set[bytes] = set()
 
     def reset(self, seed: int | None = None) -> None:
         self._gen = torch.Generator().manual_seed(self.config.seed if seed is None else seed)
+        self._seen = set()
 
     @torch.no_grad()
     def logits(self, frames: np.ndarray) -> torch.Tensor:
@@ -233,10 +239,17 @@ class BCPolicyAgent:
     def act(self, obs: np.ndarray, info: dict[str, Any]) -> np.ndarray:
         del info  # a policy from video sees the frame only
         logits = self.logits(obs[None])[0]
-        if self.deterministic:
-            action = logits.argmax(-1)
-        else:
+        sample = self.acting == "sample"
+        if self.acting == "escape":
+            # The env and argmax are deterministic: a frame seen before means a loop (agents
+            # blocking each other), which only a random move can leave.
+            key = obs.tobytes()
+            sample = key in self._seen
+            self._seen.add(key)
+        if sample:
             action = torch.multinomial(logits.softmax(-1), 1, generator=self._gen)[:, 0]
+        else:
+            action = logits.argmax(-1)
         return action.numpy().astype(np.int64)
 
     # -- persistence ----------------------------------------------------------------------------

@@ -55,13 +55,21 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     collect_s = time.perf_counter() - start
     agent = train_bc(frames, actions, cfg, progress=args.progress)
     expert = evaluate(expert_agent(env), args.env, args.eval_episodes, args.eval_seed)
-    bc = evaluate(agent, args.env, args.eval_episodes, args.eval_seed, progress=args.progress)
+    if args.out is not None and args.save:
+        agent.save(args.out / "policy")
+    # Every way of acting, for comparison (argmax keeps deadlocks that sampling breaks).
+    acting: dict[str, dict[str, object]] = {}
+    for mode in ("argmax", "sample", "escape"):
+        agent.acting = mode  # type: ignore[assignment]
+        acting[mode] = evaluate(agent, args.env, args.eval_episodes, args.eval_seed)
+    agent.acting = cfg.acting
     results: dict[str, object] = {
         "env": args.env,
         "episodes": args.episodes,
         "pairs": agent.stats["pairs"],
         "collect_seconds": collect_s,
-        "bc": {**bc, **agent.stats},
+        "bc": {**acting[cfg.acting], **agent.stats},
+        "acting": acting,
         "expert": expert,
         "config": dataclasses.asdict(cfg),
         "threads": args.threads,
@@ -79,7 +87,10 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
         "|---|---:|---:|---:|",
         *(
             f"| {name} | {r['success_rate']:.3f} | {r['mean_return']:.3f} | {r['mean_length']:.1f} |"  # type: ignore[index]
-            for name, r in (("expert", expert), ("BC (true actions)", bc))
+            for name, r in (
+                ("expert", expert),
+                *((f"BC (true actions), acting {m}", r) for m, r in acting.items()),
+            )
             + ((("BC + PPO", results["finetuned"]),) if "finetuned" in results else ())
         ),
     ]
@@ -89,8 +100,6 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
         args.out.mkdir(parents=True, exist_ok=True)
         (args.out / "results.json").write_text(json.dumps(results, indent=1))
         (args.out / "results.md").write_text("\n".join(table) + "\n")
-        if args.save:
-            agent.save(args.out / "policy")
     return results
 
 

@@ -74,7 +74,7 @@ class DecoderConfig:
     eval_count: int = opt(
         2000, "held-out labelled transitions on which the decoder's accuracy is measured"
     )
-    steps: int = opt(1500, "optimisation steps")
+    steps: int = opt(600, "optimisation steps")
     batch_size: int = opt(256, "transitions per step")
     lr: float = opt(1e-3, "Adam learning rate")
     weight_decay: float = opt(1e-4, "AdamW weight decay (small labelled sets overfit)")

@@ -148,9 +148,7 @@ def test_save_load_round_trip_and_mismatched_env(
     expert_one: tuple[np.ndarray, np.ndarray], tmp_path: Path
 ) -> None:
     frames, actions = expert_one
-    agent = train_bc(
-        frames, actions, dataclasses.replace(SMALL, deterministic=False), progress=False
-    )
+    agent = train_bc(frames, actions, dataclasses.replace(SMALL, acting="sample"), progress=False)
     agent.save(tmp_path / "bc")
     loaded = BCPolicyAgent.load(tmp_path / "bc")
     torch.testing.assert_close(loaded.logits(frames[:4]), agent.logits(frames[:4]))
@@ -184,3 +182,22 @@ def test_bad_demonstrations_are_clear_errors() -> None:
         train_bc(frames.astype(np.float32), np.zeros((4, 1), np.int64), SMALL, progress=False)
     with pytest.raises(ValueError, match="--patch"):
         train_bc(np.zeros((4, 30, 30, 3), np.uint8), np.zeros((4, 1)), SMALL, progress=False)
+
+
+def test_escape_acting_samples_only_on_a_repeated_frame(
+    expert_one: tuple[np.ndarray, np.ndarray],
+) -> None:
+    frames, actions = expert_one
+    agent = train_bc(frames, actions, dataclasses.replace(SMALL, acting="escape"), progress=False)
+    frame = frames[0]
+    argmax = agent.logits(frame[None])[0].argmax(-1).numpy()
+    agent.reset(0)
+    # Fresh frames: argmax, whatever the generator holds.
+    for f in frames[:20]:
+        np.testing.assert_array_equal(agent.act(f, {}), agent.logits(f[None])[0].argmax(-1))
+    agent.reset(0)
+    first = agent.act(frame, {})
+    np.testing.assert_array_equal(first, argmax)
+    # The same frame again would repeat forever under argmax: now the action is drawn.
+    repeats = [agent.act(frame, {}) for _ in range(30)]
+    assert any(not np.array_equal(a, argmax) for a in repeats)
