@@ -561,3 +561,29 @@ def label_actions(
     decoder.train(was_training)
     out = rearrange(pred.cpu().numpy().astype(np.int64), "(b t) a -> b t a", b=b)
     return out[0] if single else out
+
+
+@torch.no_grad()
+def label_cache(
+    model: LatentActionModel, decoder: ActionDecoder, cache: CodeCache, batch: int = 1024
+) -> np.ndarray:
+    """Decoded actions of every transition of a code cache, in the cache's own layout.
+
+    Returns:
+        int64 ``(F, a)``: row ``f`` is the decoded action from frame ``f`` to ``f + 1``, -1 on
+        each episode's last frame (as ``FrameCache.actions``), so it pairs with the frames of the
+        same dataset for behaviour cloning.
+    """
+    decoder.check_model(model)
+    starts = cache.episode_starts
+    last = starts[1:] - 1
+    transitions = np.setdiff1d(np.arange(cache.num_frames), last)
+    out = np.full((cache.num_frames, decoder.num_agents), -1, dtype=np.int64)
+    was_training = decoder.training
+    decoder.eval()
+    for lo in range(0, len(transitions), batch):
+        part = transitions[lo : lo + batch]
+        states, actions = transition_inputs(model, cache.codes, starts, part, decoder.window)
+        out[part] = decoder(states, actions).argmax(-1).cpu().numpy()
+    decoder.train(was_training)
+    return out

@@ -19,6 +19,7 @@ from latentrl.decoder import (
     DecoderConfig,
     decoder_inputs,
     label_actions,
+    label_cache,
     train_decoder,
     transition_windows,
 )
@@ -126,6 +127,11 @@ def test_decoder_reads_true_actions_through_shuffled_slots(scene: bool) -> None:
     truth = held.actions.reshape(4, 16, 3)[:, :-1]
     assert labels.shape == (4, 15, 3)
     assert (labels == truth).mean() > 0.95
+    # The cache layout: -1 on each episode's last frame, the same labels elsewhere.
+    per_frame = label_cache(model, decoder, held)  # type: ignore[arg-type]
+    assert per_frame.shape == held.actions.shape
+    np.testing.assert_array_equal(per_frame[held.episode_starts[1:] - 1], -1)
+    np.testing.assert_array_equal(per_frame.reshape(4, 16, 3)[:, :-1], labels)
 
 
 def test_held_out_accuracy_on_a_separate_cache_and_seeded_subset() -> None:
