@@ -178,6 +178,16 @@ class MultiGridEnv(gym.Env[np.ndarray, np.ndarray]):
     def _render_frame(self) -> np.ndarray:
         return self._renderer.render(self.agent_pos)
 
+    def goal_frame(self) -> np.ndarray:
+        """The frame of the solved task, every agent on its own goal: uint8 ``(H, W, 3)``.
+
+        The goal *image* of goal-conditioned agents (a planner compares predicted frames with
+        it); without goals it is the current frame.
+        """
+        if not self.has_goals:
+            return self._render_frame()
+        return self._renderer.render(self.goal_pos)
+
     # -- gymnasium API --------------------------------------------------------------------------
 
     def reset(

@@ -1,0 +1,237 @@
+"""Planning with a latent action world model toward a goal given as an image.
+
+At every real step the planner encodes the current frame into the model's states (FLAM: slots,
+initialised from the previous step's slots so each keeps its entity), searches latent actions
+whose predicted next frame is closest to the goal image, decodes the chosen latent actions into
+real per-agent actions with the latent-action decoder, executes them, and replans.
+
+Search (``search="per-slot"``, the default): coordinate descent over slots. Every slot starts at
+its *null* latent action (the one the model infers for a transition that changes nothing); then,
+slot by slot, each of the C discrete codes is tried for that slot with the others held, and the
+best is kept. One sweep costs ``K * C`` predictions in one batch instead of the ``C ** K`` joint
+candidates, and it is what the factorization buys: a slot's action changes only that slot's
+entity, so the best action of one slot hardly depends on the others' (agents interact only when
+they collide). ``search="joint"`` scores every one of the C codes of a scene-level model (LAM has
+one latent action, so per-slot and joint coincide there).
+
+Score (:func:`goal_distance`): a candidate's predicted frame is decoded to pixels, split into one
+plane per colour of the goal image, and compared with the goal by how far each colour's centre
+of mass is from the goal's, plus a blurred pixel difference. An exact-pixel distance is flat
+until an agent lands on its goal; this one decreases with every step an agent takes toward where
+its colour sits in the goal image. ``horizon > 1`` repeats each candidate for several steps.
+
+Shapes: frames uint8 ``(H, W, 3)``; codes ``(b, n)``; states ``(b, k, d_s)``; latent actions
+``(b, k', d_a)``; per-agent actions int ``(a,)``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Literal, Protocol
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from einops import rearrange, repeat
+
+from latentrl.config import opt
+from latentrl.models.base import LatentActionModel
+from latentrl.tokenizer import Tokenizer
+from latentrl.types import frames_to_float
+
+
+class LatentDecoder(Protocol):
+    """Latent-action decoder f: states at t and latent actions -> per-agent action logits."""
+
+    def __call__(self, states: torch.Tensor, actions: torch.Tensor) -> torch.Tensor: ...
+
+
+@dataclasses.dataclass(frozen=True)
+class PlannerConfig:
+    """How the planner searches and scores."""
+
+    search: Literal["per-slot", "joint"] = opt(
+        "per-slot", "per-slot coordinate descent (factored models) or all codes of one action"
+    )
+    sweeps: int = opt(1, "coordinate-descent sweeps over the slots per step")
+    horizon: int = opt(1, "steps each candidate latent action is repeated when scored")
+    blur_cells: float = opt(1.0, "Gaussian blur width (in cells) of the goal distance's pixel term")
+
+
+def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Separable Gaussian blur of images ``(b, c, h, w)`` with zero padding."""
+    radius = max(int(3 * sigma), 1)
+    offsets = torch.arange(-radius, radius + 1, dtype=x.dtype, device=x.device)
+    kernel = torch.exp(-0.5 * (offsets / sigma) ** 2)
+    kernel = kernel / kernel.sum()
+    c = x.shape[1]
+    kh = repeat(kernel, "r -> c 1 r 1", c=c)
+    kw = repeat(kernel, "r -> c 1 1 r", c=c)
+    x = F.conv2d(x, kh, padding=(radius, 0), groups=c)
+    return F.conv2d(x, kw, padding=(0, radius), groups=c)
+
+
+def goal_palette(goal: torch.Tensor, max_colours: int = 64) -> torch.Tensor:
+    """The distinct colours ``(p, c)`` of a goal image ``(c, h, w)`` in [0, 1]."""
+    pixels = rearrange((goal * 255).round(), "c h w -> (h w) c")
+    colours = torch.unique(pixels, dim=0) / 255
+    if len(colours) > max_colours:
+        raise ValueError(
+            f"the goal image has {len(colours)} distinct colours (at most {max_colours}): the "
+            "palette distance is meant for flat-shaded scenes such as MultiGrid"
+        )
+    return colours
+
+
+def colour_planes(frames: torch.Tensor, palette: torch.Tensor, width: float = 0.15) -> torch.Tensor:
+    """Soft membership ``(b, p, h, w)`` of every pixel of ``frames`` ``(b, c, h, w)`` in each
+    palette colour ``(p, c)`` (a Gaussian of the RGB distance, ``width`` in [0, 1] units)."""
+    d2 = (rearrange(frames, "b c h w -> b 1 c h w") - palette[None, :, :, None, None]).pow(2)
+    return torch.exp(-d2.sum(dim=2) / (2 * width**2))
+
+
+def plane_centroids(planes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mass ``(b, p)`` and centroid ``(b, p, 2)`` (pixels, (y, x)) of planes ``(b, p, h, w)``."""
+    h, w = planes.shape[-2:]
+    ys = torch.arange(h, dtype=planes.dtype, device=planes.device)
+    xs = torch.arange(w, dtype=planes.dtype, device=planes.device)
+    mass = planes.sum(dim=(-2, -1))
+    cy = (planes.sum(-1) * ys).sum(-1) / mass.clamp_min(1e-6)
+    cx = (planes.sum(-2) * xs).sum(-1) / mass.clamp_min(1e-6)
+    return mass, torch.stack([cy, cx], dim=-1)
+
+
+def goal_distance(frames: torch.Tensor, goal: torch.Tensor, sigma_px: float) -> torch.Tensor:
+    """Distance ``(b,)`` of frames ``(b, c, h, w)`` in [0, 1] to the goal ``(c, h, w)``.
+
+    Each image is split into one plane per colour of the goal's palette; the distance is the sum
+    over colours of how far the plane's centre of mass is from the goal's (in pixels), plus the
+    mean squared difference of the planes blurred by ``sigma_px``. Per-colour planes keep entities
+    of different colours apart (in plain RGB an agent on another's goal blends into a blob that
+    resembles the goal picture), and the centroid term keeps a slope at any distance, where a
+    blurred pixel difference saturates beyond a few blur widths and leaves a greedy search on a
+    plateau (measured with the true simulator as the model, 4 agents: 10-15% success with blurred
+    RGB differences).
+    """
+    palette = goal_palette(goal)
+    cur, tgt = colour_planes(frames, palette), colour_planes(goal[None], palette)
+    mass, centre = plane_centroids(cur)
+    goal_mass, goal_centre = plane_centroids(tgt)
+    h, w = frames.shape[-2:]
+    # A colour that vanished from the prediction (a lost entity) counts as maximally far.
+    far = torch.full_like(mass, float(h + w))
+    present = mass > 0.25 * goal_mass
+    moved = torch.where(present, (centre - goal_centre).norm(dim=-1), far)
+    blurred = (gaussian_blur(cur, sigma_px) - gaussian_blur(tgt, sigma_px)).pow(2)
+    return moved.sum(-1) + blurred.mean(dim=(1, 2, 3)) * h * w
+
+
+class LatentPlanner:
+    """Acts in the real env by searching latent actions with a world model (see module doc).
+
+    ``act(obs, info)`` reads the goal image from ``info["goal_frame"]`` (see
+    :class:`agents.goal.GoalFrame`).
+    """
+
+    def __init__(
+        self,
+        model: LatentActionModel,
+        tokenizer: Tokenizer,
+        decoder: LatentDecoder,
+        config: PlannerConfig,
+        cell_px: int,
+    ) -> None:
+        if model.config.bottleneck.num_codes is None:
+            raise ValueError(
+                "the planner searches discrete latent actions: train the model with "
+                "--action-kind fsq"
+            )
+        if config.search == "per-slot" and not model.config.factored:
+            config = dataclasses.replace(config, search="joint")
+        self.model = model.eval()
+        self.tokenizer = tokenizer.eval()
+        self.decoder = decoder
+        self.config = config
+        self.sigma_px = config.blur_cells * cell_px
+        bottleneck = model.idm.bottleneck
+        self.codebook = bottleneck.codes_from_indices(
+            torch.arange(model.config.bottleneck.num_codes)
+        )
+        self._state: torch.Tensor | None = None
+
+    def reset(self, seed: int | None = None) -> None:
+        """Forget the slots of the previous episode (the planner itself is deterministic)."""
+        del seed
+        self._state = None
+
+    @torch.no_grad()
+    def _encode(self, obs: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        """Frame -> (codes ``(1, n)``, states ``(1, k, d_s)``), slots carried over from the last
+        step so that slot k keeps its entity."""
+        x = frames_to_float(torch.from_numpy(np.ascontiguousarray(obs))[None, None])[0]
+        codes = self.tokenizer.encode(x)[1]
+        if self._state is None:
+            state = self.model.encode_states(codes[:, None]).states[:, 0]
+        else:
+            state = self.model.encode_next(codes, self._state)
+        return codes, state
+
+    @torch.no_grad()
+    def _null_actions(self, codes: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
+        """Latent actions ``(1, k', d_a)`` the model infers for 'nothing moves'."""
+        nxt = self.model.encode_next(codes, state)
+        return self.model.infer(torch.stack([state, nxt], dim=1), None).actions[:, 0]
+
+    @torch.no_grad()
+    def _score(
+        self, state: torch.Tensor, actions: torch.Tensor, goal: torch.Tensor
+    ) -> torch.Tensor:
+        """Goal distance ``(b,)`` after repeating latent actions ``(b, k', d_a)`` for
+        ``horizon`` steps from ``state`` ``(1, k, d_s)``."""
+        cur = repeat(state, "1 k d -> b k d", b=actions.shape[0])
+        for step in range(self.config.horizon):
+            predicted = self.model.predict_next(cur, actions)
+            codes = self.model.aggregator.generate(predicted)
+            if step + 1 < self.config.horizon:
+                cur = self.model.encode_next(codes, predicted)
+        frames = self.tokenizer.decode_indices(codes)
+        return goal_distance(frames, goal, self.sigma_px)
+
+    @torch.no_grad()
+    def plan(self, state: torch.Tensor, null: torch.Tensor, goal: torch.Tensor) -> torch.Tensor:
+        """The chosen latent actions ``(1, k', d_a)``."""
+        c = self.codebook.shape[0]
+        k = null.shape[1]
+        if self.config.search == "joint" or k == 1:
+            candidates = repeat(self.codebook, "c d -> c k d", k=k)
+            return candidates[self._score(state, candidates, goal).argmin()][None]
+        chosen = null.clone()
+        best = self._score(state, chosen, goal)[0]
+        for _ in range(self.config.sweeps):
+            for slot in range(k):
+                candidates = repeat(chosen, "1 k d -> c k d", c=c).clone()
+                candidates[:, slot] = self.codebook
+                scores = self._score(state, candidates, goal)
+                i = int(scores.argmin())
+                if scores[i] < best:
+                    best = scores[i]
+                    chosen = candidates[i : i + 1]
+        return chosen
+
+    @torch.no_grad()
+    def act(self, obs: np.ndarray, info: dict[str, Any]) -> np.ndarray:
+        """Per-agent real actions ``(a,)`` for the current frame."""
+        if "goal_frame" not in info:
+            raise KeyError(
+                "the planner needs the goal image in info['goal_frame']: wrap the env in "
+                "agents.goal.GoalFrame"
+            )
+        codes, state = self._encode(obs)
+        goal = frames_to_float(
+            torch.from_numpy(np.ascontiguousarray(info["goal_frame"]))[None, None]
+        )
+        goal = rearrange(goal, "1 1 c h w -> c h w")
+        chosen = self.plan(state, self._null_actions(codes, state), goal)
+        logits = self.decoder(state, chosen)
+        self._state = state
+        return logits.argmax(-1)[0].cpu().numpy()
