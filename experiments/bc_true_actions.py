@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 
 from agents.base import expert_agent
-from agents.bc import BCConfig, finetune_ppo, train_bc
+from agents.bc import BCConfig, BCPolicyAgent, finetune_ppo, train_bc
 from agents.evaluate import collect, evaluate, make_env
 from latentrl.config import add_config_args, override
 
@@ -38,9 +38,16 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     parser.add_argument(
         "--finetune-steps", type=int, default=0, help="PPO env steps after BC (0: none)"
     )
+    parser.add_argument("--ppo-envs", type=int, default=8, help="PPO: parallel envs")
+    parser.add_argument(
+        "--ppo-rollout", type=int, default=128, help="PPO: steps per env per update (n_steps)"
+    )
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
     parser.add_argument("--out", type=Path, default=None, help="folder for results.json/.md")
     parser.add_argument("--save", action="store_true", help="also save the policy to --out")
+    parser.add_argument(
+        "--policy", type=Path, default=None, help="evaluate (and fine-tune) a saved policy instead"
+    )
     parser.add_argument("--progress", action="store_true", help="tqdm bars")
     add_config_args(parser, BCConfig, group="behaviour cloning")
     args = parser.parse_args(argv)
@@ -48,12 +55,17 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     cfg = override(BCConfig(), vars(args))
 
     env = make_env(args.env)
-    start = time.perf_counter()
-    frames, actions, _ = collect(
-        expert_agent(env), args.env, args.episodes, args.data_seed, progress=args.progress
-    )
-    collect_s = time.perf_counter() - start
-    agent = train_bc(frames, actions, cfg, progress=args.progress)
+    collect_s = 0.0
+    if args.policy is not None:
+        agent = BCPolicyAgent.load(args.policy)
+        cfg = agent.config
+    else:
+        start = time.perf_counter()
+        frames, actions, _ = collect(
+            expert_agent(env), args.env, args.episodes, args.data_seed, progress=args.progress
+        )
+        collect_s = time.perf_counter() - start
+        agent = train_bc(frames, actions, cfg, progress=args.progress)
     expert = evaluate(expert_agent(env), args.env, args.eval_episodes, args.eval_seed)
     if args.out is not None and args.save:
         agent.save(args.out / "policy")
@@ -65,7 +77,8 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     agent.acting = cfg.acting
     results: dict[str, object] = {
         "env": args.env,
-        "episodes": args.episodes,
+        "episodes": args.episodes if args.policy is None else None,
+        "policy": None if args.policy is None else str(args.policy),
         "pairs": agent.stats["pairs"],
         "collect_seconds": collect_s,
         "bc": {**acting[cfg.acting], **agent.stats},
@@ -76,7 +89,17 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     }
     if args.finetune_steps:
         start = time.perf_counter()
-        tuned = finetune_ppo(agent, args.env, args.finetune_steps, seed=cfg.seed)
+        tuned = finetune_ppo(
+            agent,
+            args.env,
+            args.finetune_steps,
+            n_envs=args.ppo_envs,
+            seed=cfg.seed,
+            ppo_kwargs={
+                "n_steps": args.ppo_rollout,
+                "batch_size": min(256, args.ppo_rollout * args.ppo_envs),
+            },
+        )
         results["finetuned"] = {
             **evaluate(tuned, args.env, args.eval_episodes, args.eval_seed),
             "ppo_steps": args.finetune_steps,
