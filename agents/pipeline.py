@@ -1,0 +1,414 @@
+"""From video to policy, end to end: the pipeline behind ``experiments/bc_from_video.py``.
+
+Stages (each reused when a finished result with the same settings exists):
+
+1. World-model video: random play in the MultiGrid ``Goal`` task (actions recorded, used only
+   for the small labelled subset and for evaluation); expert video: the scripted expert's
+   episodes, whose actions are hidden from every method but ``bc_true_actions``.
+2. Tokenizer, then FLAM and LAM trained on the random-play video (two processes at once).
+3. Per latent model: the decoder f on ``label_fraction`` of the random-play transitions, the
+   expert video labelled with f's decoded actions, behaviour cloning on them; FLAM also plans.
+4. Every agent evaluated in the Gymnasium env on the same seeded episodes.
+
+Figures go to ``results.json`` (shape in :func:`run_pipeline`) and ``table.md``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import time
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any, Literal
+
+import gymnasium as gym
+import torch
+
+from agents.base import expert_agent, random_agent
+from agents.bc import BCConfig, bc_dataset_from_cache, train_bc
+from agents.evaluate import evaluate
+from agents.goal import GoalFrame
+from agents.planner import LatentPlanner, PlannerConfig
+from latentrl.config import from_dict, opt
+from latentrl.data.cache import FrameCache
+from latentrl.data.codes import CodeCache, encode_cache
+from latentrl.data.recipes import DatasetSpec, ensure_datasets
+from latentrl.decoder import DecoderConfig, label_cache, train_decoder
+from latentrl.models import LatentActionModel
+from latentrl.presets import Preset, get_preset
+from latentrl.runs import hardware, read_json, write_json
+from latentrl.stages import (
+    load_tokenizer,
+    model_config_for,
+    train_model_stage,
+    train_tokenizer_stage,
+)
+
+EVAL_SEED = 1_000_000
+"""Evaluation episodes use seeds from here: disjoint from every dataset's episode seeds."""
+EXPERT_SEED = 500_000
+"""First episode seed of the expert video (the world-model video starts at 0)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class PipelineConfig:
+    """What ``bc_from_video.py`` runs (every field is a flag)."""
+
+    preset: Literal["tiny", "paper"] = opt(
+        "tiny", "tiny: CPU minutes (8x8 room, 32 px); paper: GPU scale (32x32 room, 128 px)"
+    )
+    agents: int = opt(4, "agents in the Goal task")
+    wm_episodes: int = opt(0, "random-play episodes for the world model (0: the preset's)")
+    expert_episodes: int = opt(1000, "expert episodes in the video that is cloned")
+    label_fraction: float = opt(0.02, "fraction of random-play transitions with known actions")
+    label_count: int = opt(0, "absolute number of labelled transitions (overrides the fraction)")
+    episodes: int = opt(100, "evaluation episodes per agent (fixed seeds, same for every agent)")
+    methods: tuple[str, ...] = opt(
+        ("expert", "random", "bc_true_actions", "bc_flam", "bc_lam", "planner_flam"),
+        "which agents to build and evaluate",
+    )
+    model_steps: int = opt(0, "training steps of FLAM (0: the preset's; LAM gets its share)")
+    tokenizer_steps: int = opt(0, "tokenizer training steps (0: the preset's)")
+    bc_steps: int = opt(0, "behaviour-cloning steps (0: the BC config's default)")
+    decoder_steps: int = opt(0, "decoder training steps (0: the decoder config's default)")
+    jobs: int = opt(2, "processes for the parallel stages (FLAM and LAM side by side)")
+    seed: int = opt(0, "seed of the models, decoders, policies")
+
+
+def pipeline_preset(cfg: PipelineConfig) -> Preset:
+    """The training preset with the Goal task's data (random play) and ``cfg``'s overrides."""
+    base = get_preset("tiny" if cfg.preset == "tiny" else "paper-multigrid")
+    data = dataclasses.replace(
+        base.data,
+        task="goal",
+        agents=cfg.agents,
+        episodes=cfg.wm_episodes or base.data.episodes,
+        seed=0,
+    )
+    model = base.model
+    if cfg.agents + 4 > model.num_slots and cfg.preset == "tiny":
+        # Goal cells are objects too: leave slots for every agent, its goal and the background.
+        model = dataclasses.replace(model, num_slots=2 * cfg.agents + 4)
+    train = (
+        base.train
+        if not cfg.model_steps
+        else dataclasses.replace(base.train, steps=cfg.model_steps)
+    )
+    tok_train = (
+        base.tokenizer_train
+        if not cfg.tokenizer_steps
+        else dataclasses.replace(base.tokenizer_train, steps=cfg.tokenizer_steps)
+    )
+    steps_by_model = base.steps_by_model
+    if cfg.model_steps and steps_by_model:
+        ratio = {m: s / base.train.steps for m, s in steps_by_model}
+        steps_by_model = tuple((m, max(1, round(r * cfg.model_steps))) for m, r in ratio.items())
+    train = dataclasses.replace(train, seed=cfg.seed, threads=1)
+    return dataclasses.replace(
+        base,
+        data=data,
+        model=model,
+        train=train,
+        tokenizer_train=dataclasses.replace(tok_train, seed=cfg.seed),
+        steps_by_model=steps_by_model,
+    )
+
+
+def expert_spec(cfg: PipelineConfig, data: DatasetSpec) -> DatasetSpec:
+    """The expert video: same room and agents, scripted expert, all episodes in one split."""
+    return dataclasses.replace(
+        data,
+        policy="expert",
+        episodes=cfg.expert_episodes,
+        steps=4 * data.size,
+        splits=(1.0, 0.0, 0.0),
+        seed=EXPERT_SEED,
+    )
+
+
+def env_id(data: DatasetSpec) -> str:
+    return f"MultiGrid-Goal-{data.size}x{data.size}-N{data.agents}-v0"
+
+
+def env_kwargs(data: DatasetSpec) -> dict[str, Any]:
+    return {"tile_size": data.tile_size}
+
+
+# -- reuse --------------------------------------------------------------------------------------
+def _finished_model_run(
+    runs: Path, kind: str, tokenizer_run: Path, model_cfg: dict[str, Any], train_cfg: dict[str, Any]
+) -> Path | None:
+    """Newest finished run of ``kind`` on ``tokenizer_run`` with exactly these settings."""
+    found = []
+    for path in runs.glob(f"*__{kind}__*"):
+        if not (path / "results.json").is_file() or not (path / "model").is_dir():
+            continue
+        stored = json.loads((path / "config.json").read_text())
+        if (
+            Path(stored["tokenizer_run"]).resolve() == tokenizer_run.resolve()
+            and stored["model"] == model_cfg
+            and stored["train"] == train_cfg
+        ):
+            found.append(path)
+    return max(found, key=lambda p: p.stat().st_mtime) if found else None
+
+
+def _finished_tokenizer_run(runs: Path, data: DatasetSpec, preset: Preset) -> Path | None:
+    want = {
+        "tokenizer": dataclasses.asdict(preset.tokenizer),
+        "train": dataclasses.asdict(preset.tokenizer_train),
+    }
+    found = []
+    for path in runs.glob("*__tokenizer__*"):
+        if not (path / "results.json").is_file():
+            continue
+        if read_json(path / "data.json") == json.loads(json.dumps(dataclasses.asdict(data))):
+            stored = read_json(path / "config.json")
+            if stored == json.loads(json.dumps(want)):
+                found.append(path)
+    return max(found, key=lambda p: p.stat().st_mtime) if found else None
+
+
+# -- stage functions (top level: they run in worker processes) ----------------------------------
+def _train_model(
+    kind: str, preset: Preset, tokenizer_run: Path, runs: Path
+) -> tuple[str, Path, bool]:
+    torch.set_num_threads(1)
+    model_cfg = dataclasses.replace(preset.model, model=kind)  # type: ignore[arg-type]
+    train_cfg = preset.train_for(kind)
+    tok = load_tokenizer(tokenizer_run)
+    data = from_dict(DatasetSpec, read_json(tokenizer_run / "data.json"))
+    filled = json.loads(json.dumps(dataclasses.asdict(model_config_for(model_cfg, tok, data))))
+    reuse = _finished_model_run(
+        runs, kind, tokenizer_run, filled, json.loads(json.dumps(dataclasses.asdict(train_cfg)))
+    )
+    if reuse is not None:
+        return kind, reuse, True
+    run = train_model_stage(
+        model_cfg, train_cfg, preset.stage, tokenizer_run=tokenizer_run, runs=runs
+    )
+    return kind, run, False
+
+
+def _latent_branch(
+    kind: str,
+    model_run: Path,
+    tokenizer_run: Path,
+    expert_codes_path: Path,
+    expert_ids: dict[str, str],
+    root: str | None,
+    cfg: PipelineConfig,
+    out: Path,
+) -> dict[str, Any]:
+    """Decoder, labelling, cloning and evaluation of one latent action model."""
+    torch.set_num_threads(1)
+    start = time.perf_counter()
+    data = from_dict(DatasetSpec, read_json(tokenizer_run / "data.json"))
+    model = LatentActionModel.load(model_run / "model")
+    train_codes = CodeCache.load(tokenizer_run / "codes" / "train.safetensors")
+    val_codes = CodeCache.load(tokenizer_run / "codes" / "val.safetensors")
+    dec_cfg = DecoderConfig(
+        label_fraction=cfg.label_fraction,
+        label_count=cfg.label_count,
+        seed=cfg.seed,
+        **({"steps": cfg.decoder_steps} if cfg.decoder_steps else {}),
+    )
+    decoder, report = train_decoder(model, train_codes, dec_cfg, eval_cache=val_codes)
+    decoder.save(out / f"decoder_{kind}")
+    expert_codes = CodeCache.load(expert_codes_path)
+    labels = label_cache(model, decoder, expert_codes)
+    truth = expert_codes.actions
+    assert truth is not None
+    has = truth[:, 0] >= 0
+    label_acc = float((labels[has] == truth[has]).mean())
+    label_joint = float((labels[has] == truth[has]).all(axis=1).mean())
+    expert = FrameCache.load(expert_ids["train"], root)
+    frames, actions = bc_dataset_from_cache(expert, labels)
+    bc_cfg = BCConfig(seed=cfg.seed, **({"steps": cfg.bc_steps} if cfg.bc_steps else {}))
+    agent = train_bc(frames, actions, bc_cfg)
+    agent.save(out / f"bc_{kind}")
+    results: dict[str, Any] = {}
+    figures = evaluate(agent, env_id(data), cfg.episodes, EVAL_SEED, env_kwargs=env_kwargs(data))
+    results[f"bc_{kind}"] = {
+        **figures,
+        "decoder_accuracy": report.accuracy,
+        "decoder_joint_accuracy": report.joint_accuracy,
+        "decoder": report.as_dict(),
+        "expert_label_accuracy": label_acc,
+        "expert_label_joint_accuracy": label_joint,
+        "bc": agent.stats,
+        "model_run": str(model_run),
+    }
+    if kind == "flam" and "planner_flam" in cfg.methods:
+        tok = load_tokenizer(tokenizer_run)
+        planner = LatentPlanner(model, tok, decoder, PlannerConfig(), cell_px=data.tile_size)
+
+        def goal_env() -> gym.Env[Any, Any]:
+            return GoalFrame(gym.make(env_id(data), **env_kwargs(data)))
+
+        plan_start = time.perf_counter()
+        figures = evaluate(planner, goal_env, cfg.episodes, EVAL_SEED)
+        results["planner_flam"] = {
+            **figures,
+            "decoder_accuracy": report.accuracy,
+            "seconds": time.perf_counter() - plan_start,
+            "planner": dataclasses.asdict(planner.config),
+        }
+    results["_seconds"] = time.perf_counter() - start
+    return results
+
+
+def _reference_branch(
+    expert_ids: dict[str, str], data: DatasetSpec, root: str | None, cfg: PipelineConfig, out: Path
+) -> dict[str, Any]:
+    """Expert, random and true-action BC (the ceiling of every video method)."""
+    torch.set_num_threads(1)
+    results: dict[str, Any] = {}
+    eid, kw = env_id(data), env_kwargs(data)
+    probe = gym.make(eid, **kw)
+    if "expert" in cfg.methods:
+        results["expert"] = evaluate(
+            expert_agent(probe.unwrapped), eid, cfg.episodes, EVAL_SEED, env_kwargs=kw
+        )
+    if "random" in cfg.methods:
+        results["random"] = evaluate(
+            random_agent(probe), eid, cfg.episodes, EVAL_SEED, env_kwargs=kw
+        )
+    if "bc_true_actions" in cfg.methods:
+        expert = FrameCache.load(expert_ids["train"], root)
+        frames, actions = bc_dataset_from_cache(expert)
+        bc_cfg = BCConfig(seed=cfg.seed, **({"steps": cfg.bc_steps} if cfg.bc_steps else {}))
+        agent = train_bc(frames, actions, bc_cfg)
+        agent.save(out / "bc_true_actions")
+        results["bc_true_actions"] = {
+            **evaluate(agent, eid, cfg.episodes, EVAL_SEED, env_kwargs=kw),
+            "bc": agent.stats,
+        }
+    return results
+
+
+# -- the whole pipeline ---------------------------------------------------------------------------
+METHOD_ORDER = ("expert", "random", "bc_true_actions", "bc_flam", "bc_lam", "planner_flam")
+
+
+def run_pipeline(
+    cfg: PipelineConfig, *, runs: Path, root: str | None = None, workers: int = 2
+) -> dict[str, Any]:
+    """Run every stage and return (and write) the results.
+
+    ``results.json`` holds ``env_id``, ``num_agents``, ``label_fraction``, ``episodes``,
+    ``wall_seconds``, ``hardware`` and ``methods``: for each method ``success_rate`` (episodes in
+    which every agent reached its goal), ``mean_return`` and, for the latent methods,
+    ``decoder_accuracy`` (held-out random-play transitions) and ``expert_label_accuracy`` (the
+    decoded labels of the expert video against its hidden true actions).
+    """
+    unknown = set(cfg.methods) - set(METHOD_ORDER)
+    if unknown:
+        raise ValueError(f"unknown methods {sorted(unknown)}; choose from {list(METHOD_ORDER)}")
+    start = time.perf_counter()
+    preset = pipeline_preset(cfg)
+    data = preset.data
+    out = runs / "bc_from_video" / f"{env_id(data)}__{cfg.seed}__{time.strftime('%Y%m%d-%H%M%S')}"
+    out.mkdir(parents=True, exist_ok=False)
+    stage_seconds: dict[str, float] = {}
+
+    t0 = time.perf_counter()
+    tokenizer_run = _finished_tokenizer_run(runs, data, preset)
+    reused = {"tokenizer": tokenizer_run is not None}
+    if tokenizer_run is None:
+        tokenizer_run = train_tokenizer_stage(
+            data, preset.tokenizer, preset.tokenizer_train, root=root, runs=runs, workers=workers
+        )
+    stage_seconds["tokenizer"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    espec = expert_spec(cfg, data)
+    expert_ids = ensure_datasets(espec, root, workers=workers)
+    expert_cache = FrameCache.load(expert_ids["train"], root)
+    tok = load_tokenizer(tokenizer_run)
+    expert_codes = out / "expert_codes.safetensors"
+    encode_cache(tok, expert_cache, progress=False).save(expert_codes)
+    stage_seconds["expert_video"] = time.perf_counter() - t0
+
+    kinds = [k for k in ("flam", "lam") if any(m.endswith(k) for m in cfg.methods)]
+    results: dict[str, Any] = {}
+    model_runs: dict[str, str] = {}
+    ctx = get_context("spawn")
+    with ProcessPoolExecutor(max_workers=max(cfg.jobs, 1), mp_context=ctx) as pool:
+        t0 = time.perf_counter()
+        trainings = [pool.submit(_train_model, k, preset, tokenizer_run, runs) for k in kinds]
+        reference = pool.submit(_reference_branch, expert_ids, data, root, cfg, out)
+        branches = []
+        for fut in trainings:
+            kind, run, was_reused = fut.result()
+            model_runs[kind] = str(run)
+            reused[kind] = was_reused
+            stage_seconds[f"train_{kind}"] = time.perf_counter() - t0
+            branches.append(
+                (
+                    kind,
+                    pool.submit(
+                        _latent_branch,
+                        kind,
+                        run,
+                        tokenizer_run,
+                        expert_codes,
+                        expert_ids,
+                        root,
+                        cfg,
+                        out,
+                    ),
+                )
+            )
+        results.update(reference.result())
+        for kind, fut in branches:
+            branch = fut.result()
+            stage_seconds[f"decode_clone_evaluate_{kind}"] = branch.pop("_seconds")
+            results.update(branch)
+    summary: dict[str, Any] = {
+        "env_id": env_id(data),
+        "num_agents": cfg.agents,
+        "label_fraction": cfg.label_fraction,
+        "label_count": cfg.label_count,
+        "episodes": cfg.episodes,
+        "eval_seed": EVAL_SEED,
+        "wall_seconds": time.perf_counter() - start,
+        "hardware": hardware(),
+        "methods": {m: results[m] for m in METHOD_ORDER if m in results},
+        "config": dataclasses.asdict(cfg),
+        "tokenizer_run": str(tokenizer_run),
+        "model_runs": model_runs,
+        "reused": reused,
+        "stage_seconds": stage_seconds,
+        "expert_datasets": expert_ids,
+    }
+    write_json(out / "results.json", summary)
+    table = results_table(summary)
+    tmp = out / f".table.md.tmp{os.getpid()}"
+    tmp.write_text(table + "\n")
+    os.replace(tmp, out / "table.md")
+    summary["out"] = str(out)
+    return summary
+
+
+def results_table(summary: dict[str, Any]) -> str:
+    """The results as a markdown table (one row per method)."""
+    lines = [
+        f"{summary['env_id']}, {summary['num_agents']} agents, {summary['episodes']} episodes, "
+        f"labels: {summary['label_fraction']:.0%} of transitions, {summary['hardware']}, "
+        f"{summary['wall_seconds'] / 60:.1f} min",
+        "",
+        "| method | success rate | mean return | decoder accuracy | expert-label accuracy |",
+        "|---|---|---|---|---|",
+    ]
+    for name, m in summary["methods"].items():
+        dec = m.get("decoder_accuracy")
+        lab = m.get("expert_label_accuracy")
+        lines.append(
+            f"| {name} | {m['success_rate']:.2f} | {m['mean_return']:.3f} | "
+            f"{'-' if dec is None else f'{dec:.3f}'} | {'-' if lab is None else f'{lab:.3f}'} |"
+        )
+    return "\n".join(lines)
