@@ -129,6 +129,11 @@ def expert_spec(cfg: PipelineConfig, data: DatasetSpec) -> DatasetSpec:
     )
 
 
+def bc_config(cfg: PipelineConfig) -> BCConfig:
+    """The behaviour-cloning settings every cloned policy shares (true or decoded labels)."""
+    return BCConfig(seed=cfg.seed, **({"steps": cfg.bc_steps} if cfg.bc_steps else {}))
+
+
 def env_id(data: DatasetSpec) -> str:
     return f"MultiGrid-Goal-{data.size}x{data.size}-N{data.agents}-v0"
 
@@ -225,23 +230,25 @@ def _latent_branch(
     has = truth[:, 0] >= 0
     label_acc = float((labels[has] == truth[has]).mean())
     label_joint = float((labels[has] == truth[has]).all(axis=1).mean())
-    expert = FrameCache.load(expert_ids["train"], root)
-    frames, actions = bc_dataset_from_cache(expert, labels)
-    bc_cfg = BCConfig(seed=cfg.seed, **({"steps": cfg.bc_steps} if cfg.bc_steps else {}))
-    agent = train_bc(frames, actions, bc_cfg)
-    agent.save(out / f"bc_{kind}")
     results: dict[str, Any] = {}
-    figures = evaluate(agent, env_id(data), cfg.episodes, EVAL_SEED, env_kwargs=env_kwargs(data))
-    results[f"bc_{kind}"] = {
-        **figures,
-        "decoder_accuracy": report.accuracy,
-        "decoder_joint_accuracy": report.joint_accuracy,
-        "decoder": report.as_dict(),
-        "expert_label_accuracy": label_acc,
-        "expert_label_joint_accuracy": label_joint,
-        "bc": agent.stats,
-        "model_run": str(model_run),
-    }
+    if f"bc_{kind}" in cfg.methods:
+        expert = FrameCache.load(expert_ids["train"], root)
+        frames, actions = bc_dataset_from_cache(expert, labels)
+        agent = train_bc(frames, actions, bc_config(cfg))
+        agent.save(out / f"bc_{kind}")
+        figures = evaluate(
+            agent, env_id(data), cfg.episodes, EVAL_SEED, env_kwargs=env_kwargs(data)
+        )
+        results[f"bc_{kind}"] = {
+            **figures,
+            "decoder_accuracy": report.accuracy,
+            "decoder_joint_accuracy": report.joint_accuracy,
+            "decoder": report.as_dict(),
+            "expert_label_accuracy": label_acc,
+            "expert_label_joint_accuracy": label_joint,
+            "bc": agent.stats,
+            "model_run": str(model_run),
+        }
     if kind == "flam" and "planner_flam" in cfg.methods:
         tok = load_tokenizer(tokenizer_run)
         planner = LatentPlanner(model, tok, decoder, PlannerConfig(), cell_px=data.tile_size)
@@ -280,8 +287,7 @@ def _reference_branch(
     if "bc_true_actions" in cfg.methods:
         expert = FrameCache.load(expert_ids["train"], root)
         frames, actions = bc_dataset_from_cache(expert)
-        bc_cfg = BCConfig(seed=cfg.seed, **({"steps": cfg.bc_steps} if cfg.bc_steps else {}))
-        agent = train_bc(frames, actions, bc_cfg)
+        agent = train_bc(frames, actions, bc_config(cfg))
         agent.save(out / "bc_true_actions")
         results["bc_true_actions"] = {
             **evaluate(agent, eid, cfg.episodes, EVAL_SEED, env_kwargs=kw),

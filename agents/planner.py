@@ -168,6 +168,13 @@ class LatentPlanner:
     def _encode(self, obs: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
         """Frame -> (codes ``(1, n)``, states ``(1, k, d_s)``), slots carried over from the last
         step so that slot k keeps its entity."""
+        size = self.tokenizer.config.frame_size
+        if obs.shape != (size, size, self.tokenizer.config.channels):
+            raise ValueError(
+                f"the world model was trained on {size}x{size} frames but the env gives "
+                f"{obs.shape[0]}x{obs.shape[1]}: plan in the env it was trained for (same room "
+                "size and tile size) or train a model on this env's video"
+            )
         x = frames_to_float(torch.from_numpy(np.ascontiguousarray(obs))[None, None])[0]
         codes = self.tokenizer.encode(x)[1]
         if self._state is None:

@@ -1,0 +1,112 @@
+"""The planner's goal distance, its search, and its errors (the trained case is in
+``test_pipeline_script.py``)."""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+
+import envs  # noqa: F401  (registers the MultiGrid ids)
+from agents.goal import GoalFrame
+from agents.planner import LatentPlanner, PlannerConfig, goal_distance
+from latentrl.models import build_model
+from latentrl.stages import code_features
+from latentrl.tokenizer import Tokenizer, TokenizerConfig
+from tests.models.tiny import TINY
+
+
+def as_float(frame: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(frame).permute(2, 0, 1).float() / 255
+
+
+def test_goal_distance_falls_with_every_step_toward_the_goal() -> None:
+    # 4 agents; agent 0 walks along a straight line onto its goal while the others stand still:
+    # the distance must fall at every step and reach its minimum on the goal.
+    env = gym.make("MultiGrid-Goal-8x8-N4-v0", tile_size=4).unwrapped
+    goals = np.array([[6, 3], [1, 1], [1, 6], [6, 6]])
+    others = [[2, 2], [2, 5], [5, 5]]
+    goal = as_float(env.set_state([[6, 3], *[g.tolist() for g in goals[1:]]], goals)[0])
+    dists = []
+    for x in range(1, 7):
+        frame = env.set_state([[x, 3], *others], goals)[0]
+        dists.append(goal_distance(as_float(frame)[None], goal, 4.0).item())
+    assert all(b < a for a, b in itertools.pairwise(dists)), dists
+
+
+def test_goal_distance_is_zero_at_the_goal_and_counts_a_lost_colour_as_far() -> None:
+    env = gym.make("MultiGrid-Goal-8x8-N2-v0", tile_size=4).unwrapped
+    env.reset(seed=3)
+    goal = as_float(env.goal_frame())
+    assert goal_distance(goal[None], goal, 4.0).item() == pytest.approx(0.0, abs=1e-6)
+    blank = torch.zeros_like(goal)[None]  # every agent colour missing
+    frame = as_float(env.set_state(env.agent_pos, env.goal_pos)[0])[None]
+    assert goal_distance(blank, goal, 4.0).item() > goal_distance(frame, goal, 4.0).item()
+
+
+def test_goal_frame_wrapper_gives_the_solved_picture() -> None:
+    env = GoalFrame(gym.make("MultiGrid-Goal-8x8-N2-v0", tile_size=4))
+    _obs, info = env.reset(seed=0)
+    solved = env.unwrapped.set_state(info["goal_pos"], info["goal_pos"])[0]
+    assert np.array_equal(info["goal_frame"], solved)
+    _, _, _, _, info = env.step(np.zeros(2, np.int64))
+    assert np.array_equal(info["goal_frame"], solved)
+    with pytest.raises(TypeError, match="goal_frame"):
+        GoalFrame(gym.make("CartPole-v1"))
+
+
+def _tiny_planner(frame_size: int = 16) -> LatentPlanner:
+    tok = Tokenizer(
+        TokenizerConfig(
+            encoder="patch",
+            frame_size=frame_size,
+            stage_channels=(8, 8),
+            z_channels=8,
+            fsq_levels=(4, 4),
+        )
+    )
+    cfg = dataclasses.replace(
+        TINY,
+        grid=tok.config.grid,
+        codebook_size=tok.config.codebook_size,
+        code_dim=tok.config.z_channels,
+    )
+    model = build_model(cfg, code_features(tok))  # untrained: the search mechanics only
+
+    def decoder(states: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        return torch.zeros(states.shape[0], 2, 5)
+
+    return LatentPlanner(model, tok, decoder, PlannerConfig(), cell_px=4)
+
+
+def test_planner_refuses_frames_of_another_size() -> None:
+    planner = _tiny_planner(frame_size=16)
+    planner.reset(0)
+    frame = np.zeros((32, 32, 3), np.uint8)
+    with pytest.raises(ValueError, match="trained on 16x16 frames"):
+        planner.act(frame, {"goal_frame": frame})
+
+
+def test_planner_needs_the_goal_image() -> None:
+    planner = _tiny_planner()
+    with pytest.raises(KeyError, match="GoalFrame"):
+        planner.act(np.zeros((16, 16, 3), np.uint8), {})
+
+
+def test_per_slot_search_keeps_the_null_action_unless_a_code_scores_better() -> None:
+    planner = _tiny_planner()
+    planner.reset(0)
+    frame = np.zeros((16, 16, 3), np.uint8)
+    codes, state = planner._encode(frame)
+    null = planner._null_actions(codes, state)
+    goal = as_float(frame)
+    chosen = planner.plan(state, null, goal)
+    assert chosen.shape == null.shape
+    best = planner._score(state, chosen, goal)[0]
+    assert best <= planner._score(state, null, goal)[0]
+    action = planner.act(frame, {"goal_frame": frame})
+    assert action.shape == (2,)
