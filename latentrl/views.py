@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import warnings
 from collections.abc import Sequence
 from typing import Literal
 
@@ -75,12 +76,14 @@ def upsample_attention(attn: torch.Tensor, height: int, width: int) -> np.ndarra
 
 
 def attention_overlay(frames: np.ndarray, attn: torch.Tensor, alpha: float = 0.6) -> np.ndarray:
-    """Frames ``(t, h, w, c)`` with each pixel tinted by its slots' colours ``(t, h, w, c)``."""
+    """Frames ``(t, h, w, c)`` in grey, each pixel tinted by its slots' colours weighted by their
+    attention ``(t, h, w, c)``. Grey, because agents' own colours would hide the slots'."""
     h, w = frames.shape[1:3]
     maps = upsample_attention(attn, h, w)  # (t, k, h, w), sums to ~1 over k
     colours = slot_colours(maps.shape[1]).astype(np.float32)
     tint = np.einsum("tkhw,kc->thwc", maps, colours)
-    out = (1 - alpha) * frames.astype(np.float32) + alpha * tint
+    grey = frames.astype(np.float32).mean(axis=-1, keepdims=True)
+    out = (1 - alpha) * grey + alpha * tint
     return out.clip(0, 255).round().astype(np.uint8)
 
 
@@ -389,10 +392,17 @@ def _fit(
         clf.fit(x, y)
         return clf, clf.feature_importances_
     if predictor == "logistic":
+        import sklearn
+        from sklearn.exceptions import ConvergenceWarning
         from sklearn.linear_model import LogisticRegression
 
-        clf = LogisticRegression(max_iter=500, C=1.0)
-        clf.fit(x, y)
+        # L1: an L2 fit spreads small weights over every factor, which reads as entanglement.
+        version = tuple(int(v) for v in sklearn.__version__.split(".")[:2])
+        l1 = {"l1_ratio": 1.0} if version >= (1, 8) else {"penalty": "l1"}
+        clf = LogisticRegression(solver="saga", C=1.0, max_iter=1000, random_state=seed, **l1)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            clf.fit(x, y)
         return clf, np.abs(clf.coef_).sum(axis=0)
     raise ValueError(f"unknown predictor {predictor!r}: use gbt or logistic")
 
