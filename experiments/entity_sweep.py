@@ -44,6 +44,7 @@ from latentrl.evaluation import (
     evaluate_run,
     write_run_outputs,
 )
+from latentrl.metrics import MAX_PSNR
 from latentrl.presets import PRESETS, Preset, get_preset
 from latentrl.runs import env_tag, read_json, write_json
 from latentrl.stages import train_model_stage, train_tokenizer_stage
@@ -192,53 +193,53 @@ def run_cell(
 
 # -- report ---------------------------------------------------------------------------------------
 def rows(state: dict[str, Any], agents: list[int], models: list[str]) -> list[dict[str, Any]]:
-    """One row per agent count: PSNR and dPSNR per model (None where not done yet)."""
+    """One row per agent count: the figures of each model (None where not done yet)."""
     out = []
     for a in agents:
         row: dict[str, Any] = {"agents": a}
         for m in models:
             cell = state["cells"].get(f"{a}/{m}")
-            summary = cell["scores"]["summary"] if cell else None
-            row[m] = (
-                None
-                if summary is None
-                else {
-                    "psnr_1step": summary["psnr_1step"],
-                    "dpsnr_mean": summary["dpsnr_mean"],
-                    "tokenizer_psnr": summary["tokenizer_psnr"],
-                    "num_slots": cell["num_slots"],
-                    "run": cell["run"],
-                }
-            )
+            if cell is None:
+                row[m] = None
+                continue
+            scores = cell["scores"]
+            row[m] = {
+                "psnr_1step": scores["summary"]["psnr_1step"],
+                "dpsnr_mean": scores["summary"]["dpsnr_mean"],
+                "tokenizer_psnr": scores["summary"]["tokenizer_psnr"],
+                # Unlike PSNR, comparable across agent counts whatever each tokenizer's quality.
+                "codes_right_1step": scores["code_accuracy_curve"][0],
+                "num_slots": cell["num_slots"],
+                "run": cell["run"],
+            }
         out.append(row)
     return out
 
 
-def _fmt(value: float | None) -> str:
-    return "-" if value is None else f"{value:.2f}"
+def _fmt(value: float | None, digits: int = 2) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
 
 
 def table(table_rows: list[dict[str, Any]], models: list[str], state: dict[str, Any]) -> str:
+    """Markdown: one row per agent count; PSNR, ΔPSNR and exact codes per model."""
     ordered = [m for m in MODEL_ORDER if m in models]
-    labels = [MODEL_LABELS[m] for m in ordered]
-    head = (
-        "| # entities | K | "
-        + " | ".join(f"{lb} PSNR" for lb in labels)
-        + " | "
-        + " | ".join(f"{lb} ΔPSNR" for lb in labels)
-        + " | tokenizer ceiling |"
+    figures = [
+        ("PSNR", "psnr_1step", 2),
+        ("ΔPSNR", "dpsnr_mean", 2),
+        ("codes", "codes_right_1step", 3),
+    ]
+    head = "| # entities | K | " + " | ".join(
+        f"{MODEL_LABELS[m]} {name}" for name, _, _ in figures for m in ordered
     )
-    lines = [head, "|---:|---:|" + "---:|" * (2 * len(ordered) + 1)]
+    lines = [head + " | tokenizer ceiling |", "|---:|---:|" + "---:|" * (3 * len(ordered) + 1)]
     for row in table_rows:
         cells = [row[m] for m in ordered]
         done = [c for c in cells if c is not None]
         slots = next((c["num_slots"] for c in done if c["num_slots"] is not None), None)
+        values = [_fmt(c and c[key], digits) for _, key, digits in figures for c in cells]
+        ceiling = _fmt(done[0]["tokenizer_psnr"] if done else None, 2)
         lines.append(
-            f"| {row['agents']} | {slots or '-'} | "
-            + " | ".join(_fmt(c and c["psnr_1step"]) for c in cells)
-            + " | "
-            + " | ".join(_fmt(c and c["dpsnr_mean"]) for c in cells)
-            + f" | {_fmt(done[0]['tokenizer_psnr'] if done else None)} |"
+            f"| {row['agents']} | {slots or '-'} | " + " | ".join(values) + f" | {ceiling} |"
         )
     s = state["settings"]
     lines += [
@@ -246,8 +247,11 @@ def table(table_rows: list[dict[str, Any]], models: list[str], state: dict[str, 
         f"Preset {s['preset']}, seed {s['seed']}; {s['episodes']} episodes of {s['data_steps']} "
         f"steps per agent count; tokenizer {s['tokenizer_steps']} steps; model steps "
         + ", ".join(f"{MODEL_LABELS[m]} {s['model_steps'][m]}" for m in ordered)
-        + f". PSNR: 1 step; ΔPSNR: mean of steps 1-{s['eval_steps']}; {s['windows']} test "
-        f"windows; K = {s['slot_rule']} (FLAM, OC+LAM).",
+        + f". PSNR (dB): 1 step, per frame (capped at {MAX_PSNR:.0f} dB) then mean over "
+        f"{s['windows']} test windows; ΔPSNR (dB): mean of steps 1-{s['eval_steps']}; codes: "
+        "fraction of exactly right code indices at step 1 (comparable across agent counts, "
+        "unlike PSNR, whose ceiling is each tokenizer's); "
+        f"K = {s['slot_rule']} (FLAM, OC+LAM).",
     ]
     return "\n".join(lines) + "\n"
 
