@@ -45,7 +45,7 @@ from latentrl.data.codes import CodeCache, encode_cache
 from latentrl.data.minari_io import dataset_exists
 from latentrl.data.recipes import DatasetSpec, ensure_datasets
 from latentrl.distributed import resolve_device
-from latentrl.metrics import perceptual_metrics_status, pooled_psnr, psnr, ssim
+from latentrl.metrics import MAX_PSNR, perceptual_metrics_status, pooled_psnr, psnr, ssim
 from latentrl.models import LatentActionModel
 from latentrl.runs import env_tag, hardware, read_json, write_json
 from latentrl.stages import load_tokenizer
@@ -520,8 +520,8 @@ def comparison_table(scores: Sequence[WorldModelScores]) -> str:
     notes = [
         "",
         f"{first.windows} {first.split} windows of {steps + 1} frames, seed {first.seed}; PSNR "
-        "per frame against the real frames, then mean over windows; rollouts from the first "
-        "frame only.",
+        f"per frame against the real frames (capped at {MAX_PSNR:.0f} dB), then mean over "
+        "windows; rollouts from the first frame only.",
     ]
     if any(s.model == "wm" for s in scores):
         notes.append(
