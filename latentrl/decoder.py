@@ -260,10 +260,16 @@ def transition_windows(length: int, window: int) -> tuple[np.ndarray, np.ndarray
     """
     if length < 2:
         raise ValueError(f"an episode of {length} frame(s) has no transition")
-    span = min(window, length)
     f = np.arange(length - 1)
-    start = np.clip(f - (span - 2), 0, length - span)
+    start = _window_start(f, np.full_like(f, length), window)
     return start, f - start
+
+
+def _window_start(local: np.ndarray, length: np.ndarray, window: int) -> np.ndarray:
+    """First frame (episode-relative) of the window of transition ``local`` in an episode of
+    ``length`` frames (arrays of equal shape): the window ends with the transition if it can."""
+    span = np.minimum(window, length)
+    return np.clip(local - (span - 2), 0, length - span)
 
 
 @torch.no_grad()
@@ -316,7 +322,7 @@ def transition_inputs(
     if np.any(local >= length - 1):
         raise ValueError("a transition starts on an episode's last frame (no next frame)")
     span = np.minimum(window, length)
-    start = first + np.clip(local - (span - 2), 0, length - span)
+    start = first + _window_start(local, length, window)
     offset = transitions - start
     states: torch.Tensor | None = None
     actions: torch.Tensor | None = None

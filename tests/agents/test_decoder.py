@@ -214,3 +214,22 @@ def test_missing_decoder_files_and_unlabelled_source(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="exceeds"):
         cfg = dataclasses.replace(FAST, label_count=100)
         train_decoder(OracleModel(2, 3), cache, cfg, progress=False)  # type: ignore[arg-type]
+
+
+def test_longer_windows_and_episodes_shorter_than_the_window() -> None:
+    model = OracleModel(agents=2, slots=3)
+    long = oracle_cache(agents=2, slots=3, episodes=20, length=12, seed=0)
+    short = oracle_cache(agents=2, slots=3, episodes=20, length=2, seed=1)
+    assert long.actions is not None and short.actions is not None
+    cache = CodeCache(
+        np.concatenate([long.codes, short.codes]),
+        np.concatenate([long.episode_starts, long.episode_starts[-1] + short.episode_starts[1:]]),
+        np.concatenate([long.actions, short.actions]),
+    )
+    cfg = dataclasses.replace(FAST, steps=300)
+    decoder, report = train_decoder(model, cache, cfg, window=4, progress=False)  # type: ignore[arg-type]
+    assert decoder.window == 4
+    assert report.accuracy > 0.95, report
+    labels = label_cache(model, decoder, cache)  # type: ignore[arg-type]
+    keep = labels[:, 0] >= 0
+    assert (labels[keep] == cache.actions[keep]).mean() > 0.95
