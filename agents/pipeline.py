@@ -19,7 +19,7 @@ import dataclasses
 import json
 import os
 import time
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Any, Literal
@@ -74,6 +74,8 @@ class PipelineConfig:
     tokenizer_steps: int = opt(0, "tokenizer training steps (0: the preset's)")
     bc_steps: int = opt(0, "behaviour-cloning steps (0: the BC config's default)")
     decoder_steps: int = opt(0, "decoder training steps (0: the decoder config's default)")
+    flam_run: str = opt("", "use this trained FLAM run folder instead of training/reusing one")
+    lam_run: str = opt("", "use this trained LAM run folder instead of training/reusing one")
     jobs: int = opt(2, "processes for the parallel stages (FLAM and LAM side by side)")
     seed: int = opt(0, "seed of the models, decoders, policies")
 
@@ -129,6 +131,16 @@ def expert_spec(cfg: PipelineConfig, data: DatasetSpec) -> DatasetSpec:
     )
 
 
+def decoder_config(cfg: PipelineConfig) -> DecoderConfig:
+    """The decoder settings of both latent models (raises on a label fraction of 0)."""
+    return DecoderConfig(
+        label_fraction=cfg.label_fraction,
+        label_count=cfg.label_count,
+        seed=cfg.seed,
+        **({"steps": cfg.decoder_steps} if cfg.decoder_steps else {}),
+    )
+
+
 def bc_config(cfg: PipelineConfig) -> BCConfig:
     """The behaviour-cloning settings every cloned policy shares (true or decoded labels)."""
     return BCConfig(seed=cfg.seed, **({"steps": cfg.bc_steps} if cfg.bc_steps else {}))
@@ -177,6 +189,31 @@ def _finished_tokenizer_run(runs: Path, data: DatasetSpec, preset: Preset) -> Pa
     return max(found, key=lambda p: p.stat().st_mtime) if found else None
 
 
+def check_model_run(run: Path, data: DatasetSpec) -> Path:
+    """``run`` if it is a finished latent action model run on frames of ``data``'s env."""
+    if not (run / "model" / "config.json").is_file() or not (run / "config.json").is_file():
+        raise FileNotFoundError(
+            f"{run} is not a finished latent action model run (no model/config.json): train "
+            "one with experiments/train_lam.py, or leave --flam-run/--lam-run empty to let the "
+            "pipeline train one"
+        )
+    tokenizer_run = Path(read_json(run / "config.json")["tokenizer_run"])
+    trained = from_dict(DatasetSpec, read_json(tokenizer_run / "data.json"))
+    want_px, got_px = data.size * data.tile_size, trained.size * trained.tile_size
+    if trained.env != "multigrid" or got_px != want_px:
+        raise ValueError(
+            f"{run} was trained on {trained.env} frames of {got_px}x{got_px} px but the task's "
+            f"frames are {want_px}x{want_px} px: train it on this env's video (same --agents and "
+            "preset)"
+        )
+    if trained.agents != data.agents:
+        raise ValueError(
+            f"{run} was trained on video of {trained.agents} agents but the task has "
+            f"{data.agents}: pass --agents {trained.agents} or train a model on this agent count"
+        )
+    return run
+
+
 # -- stage functions (top level: they run in worker processes) ----------------------------------
 def _train_model(
     kind: str, preset: Preset, tokenizer_run: Path, runs: Path
@@ -201,8 +238,6 @@ def _train_model(
 def _latent_branch(
     kind: str,
     model_run: Path,
-    tokenizer_run: Path,
-    expert_codes_path: Path,
     expert_ids: dict[str, str],
     root: str | None,
     cfg: PipelineConfig,
@@ -211,19 +246,16 @@ def _latent_branch(
     """Decoder, labelling, cloning and evaluation of one latent action model."""
     torch.set_num_threads(1)
     start = time.perf_counter()
+    tokenizer_run = Path(read_json(model_run / "config.json")["tokenizer_run"])
     data = from_dict(DatasetSpec, read_json(tokenizer_run / "data.json"))
+    tok = load_tokenizer(tokenizer_run)
     model = LatentActionModel.load(model_run / "model")
     train_codes = CodeCache.load(tokenizer_run / "codes" / "train.safetensors")
     val_codes = CodeCache.load(tokenizer_run / "codes" / "val.safetensors")
-    dec_cfg = DecoderConfig(
-        label_fraction=cfg.label_fraction,
-        label_count=cfg.label_count,
-        seed=cfg.seed,
-        **({"steps": cfg.decoder_steps} if cfg.decoder_steps else {}),
-    )
-    decoder, report = train_decoder(model, train_codes, dec_cfg, eval_cache=val_codes)
+    decoder, report = train_decoder(model, train_codes, decoder_config(cfg), eval_cache=val_codes)
     decoder.save(out / f"decoder_{kind}")
-    expert_codes = CodeCache.load(expert_codes_path)
+    expert = FrameCache.load(expert_ids["train"], root)
+    expert_codes = encode_cache(tok, expert, progress=False)
     labels = label_cache(model, decoder, expert_codes)
     truth = expert_codes.actions
     assert truth is not None
@@ -232,7 +264,6 @@ def _latent_branch(
     label_joint = float((labels[has] == truth[has]).all(axis=1).mean())
     results: dict[str, Any] = {}
     if f"bc_{kind}" in cfg.methods:
-        expert = FrameCache.load(expert_ids["train"], root)
         frames, actions = bc_dataset_from_cache(expert, labels)
         agent = train_bc(frames, actions, bc_config(cfg))
         agent.save(out / f"bc_{kind}")
@@ -250,7 +281,6 @@ def _latent_branch(
             "model_run": str(model_run),
         }
     if kind == "flam" and "planner_flam" in cfg.methods:
-        tok = load_tokenizer(tokenizer_run)
         planner = LatentPlanner(model, tok, decoder, PlannerConfig(), cell_px=data.tile_size)
 
         def goal_env() -> gym.Env[Any, Any]:
@@ -314,38 +344,53 @@ def run_pipeline(
     unknown = set(cfg.methods) - set(METHOD_ORDER)
     if unknown:
         raise ValueError(f"unknown methods {sorted(unknown)}; choose from {list(METHOD_ORDER)}")
+    decoder_config(cfg)  # a bad label fraction fails here, before anything long starts
     start = time.perf_counter()
     preset = pipeline_preset(cfg)
     data = preset.data
-    out = runs / "bc_from_video" / f"{env_id(data)}__{cfg.seed}__{time.strftime('%Y%m%d-%H%M%S')}"
-    out.mkdir(parents=True, exist_ok=False)
     stage_seconds: dict[str, float] = {}
 
+    kinds = [k for k in ("flam", "lam") if any(m.endswith(k) for m in cfg.methods)]
+    given = {"flam": cfg.flam_run, "lam": cfg.lam_run}
+    # Given runs are checked before anything long starts.
+    checked = {k: check_model_run(Path(given[k]), data) for k in kinds if given[k]}
+    out = runs / "bc_from_video" / f"{env_id(data)}__{cfg.seed}__{time.strftime('%Y%m%d-%H%M%S')}"
+    out.mkdir(parents=True, exist_ok=False)
     t0 = time.perf_counter()
-    tokenizer_run = _finished_tokenizer_run(runs, data, preset)
-    reused = {"tokenizer": tokenizer_run is not None}
-    if tokenizer_run is None:
-        tokenizer_run = train_tokenizer_stage(
-            data, preset.tokenizer, preset.tokenizer_train, root=root, runs=runs, workers=workers
-        )
+    tokenizer_run: Path | None = None
+    reused: dict[str, bool] = {}
+    if len(checked) < len(kinds):
+        tokenizer_run = _finished_tokenizer_run(runs, data, preset)
+        reused["tokenizer"] = tokenizer_run is not None
+        if tokenizer_run is None:
+            tokenizer_run = train_tokenizer_stage(
+                data,
+                preset.tokenizer,
+                preset.tokenizer_train,
+                root=root,
+                runs=runs,
+                workers=workers,
+            )
     stage_seconds["tokenizer"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    espec = expert_spec(cfg, data)
-    expert_ids = ensure_datasets(espec, root, workers=workers)
-    expert_cache = FrameCache.load(expert_ids["train"], root)
-    tok = load_tokenizer(tokenizer_run)
-    expert_codes = out / "expert_codes.safetensors"
-    encode_cache(tok, expert_cache, progress=False).save(expert_codes)
+    expert_ids = ensure_datasets(expert_spec(cfg, data), root, workers=workers)
     stage_seconds["expert_video"] = time.perf_counter() - t0
 
-    kinds = [k for k in ("flam", "lam") if any(m.endswith(k) for m in cfg.methods)]
     results: dict[str, Any] = {}
     model_runs: dict[str, str] = {}
     ctx = get_context("spawn")
     with ProcessPoolExecutor(max_workers=max(cfg.jobs, 1), mp_context=ctx) as pool:
         t0 = time.perf_counter()
-        trainings = [pool.submit(_train_model, k, preset, tokenizer_run, runs) for k in kinds]
+        trainings: list[Future[tuple[str, Path, bool]]] = []
+        for k in kinds:
+            if k in checked:
+                done: Future[tuple[str, Path, bool]] = Future()
+                done.set_result((k, checked[k], True))
+                trainings.append(done)
+            else:
+                assert tokenizer_run is not None
+                trainings.append(pool.submit(_train_model, k, preset, tokenizer_run, runs))
         reference = pool.submit(_reference_branch, expert_ids, data, root, cfg, out)
         branches = []
         for fut in trainings:
@@ -360,8 +405,6 @@ def run_pipeline(
                         _latent_branch,
                         kind,
                         run,
-                        tokenizer_run,
-                        expert_codes,
                         expert_ids,
                         root,
                         cfg,
@@ -385,7 +428,7 @@ def run_pipeline(
         "hardware": hardware(),
         "methods": {m: results[m] for m in METHOD_ORDER if m in results},
         "config": dataclasses.asdict(cfg),
-        "tokenizer_run": str(tokenizer_run),
+        "tokenizer_run": None if tokenizer_run is None else str(tokenizer_run),
         "model_runs": model_runs,
         "reused": reused,
         "stage_seconds": stage_seconds,

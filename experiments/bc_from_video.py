@@ -16,10 +16,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 from agents.pipeline import PipelineConfig, results_table, run_pipeline
 from latentrl.config import add_config_args, override
+from latentrl.data.errors import DatasetExistsError
 
 
 def main() -> None:
@@ -40,13 +42,16 @@ def main() -> None:
     )
     add_config_args(parser, PipelineConfig, "pipeline")
     args = vars(parser.parse_args())
-    cfg = override(PipelineConfig(), args)
-    summary = run_pipeline(
-        cfg,
-        runs=args["runs"],
-        root=None if args["root"] is None else str(args["root"]),
-        workers=args["workers"],
-    )
+    try:
+        cfg = override(PipelineConfig(), args)
+        summary = run_pipeline(
+            cfg,
+            runs=args["runs"],
+            root=None if args["root"] is None else str(args["root"]),
+            workers=args["workers"],
+        )
+    except (FileNotFoundError, ValueError, DatasetExistsError) as e:
+        sys.exit(f"error: {e}")
     print()
     print(results_table(summary))
     print(f"\nresults: {summary['out']}/results.json")

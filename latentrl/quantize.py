@@ -35,6 +35,7 @@ class BottleneckConfig:
     fsq_levels: tuple[int, ...] = opt((5,), "FSQ levels; codebook size is their product")
     dim: int = opt(8, "latent action dimension for the continuous kinds")
     beta: float = opt(0.01, "weight of the KL term (gaussian)")
+    center: float = opt(0.0, "weight of the batch-mean penalty on fsq pre-quantization values")
     l1: float = opt(0.01, "weight of the L1 sparsity term (sparse)")
     vc: float = opt(0.01, "weight of the variance/covariance regulariser (sparse)")
 
@@ -101,9 +102,14 @@ class LatentBottleneck(nn.Module):
         if cfg.kind == "fsq":
             lead = h.shape[:-1]
             codes, indices = self.fsq(rearrange(h, "... d -> (...) 1 d"))
-            return BottleneckOutput(
-                codes.reshape(*lead, -1), indices.reshape(lead).long(), h.new_zeros(())
-            )
+            # A dimension whose values all sit deep in tanh saturation quantizes to one level
+            # for every input and gets almost no gradient: a dead dimension (seen as FLAM runs
+            # whose codes carried one bit). Centring each dimension's batch mean keeps the
+            # levels in use; "no move" then naturally takes the middle level.
+            aux = h.new_zeros(())
+            if cfg.center > 0 and self.training:
+                aux = cfg.center * rearrange(h, "... d -> (...) d").mean(0).pow(2).sum()
+            return BottleneckOutput(codes.reshape(*lead, -1), indices.reshape(lead).long(), aux)
         if cfg.kind == "gaussian":
             mu, logvar = h.chunk(2, dim=-1)
             logvar = logvar.clamp(-10.0, 10.0)

@@ -31,6 +31,11 @@ class ModelConfig:
     action_levels: tuple[int, ...] = opt((5,), "FSQ levels of one latent action (paper: [2,2])")
     action_dim: int = opt(8, "continuous latent action dimension (gaussian, sparse)")
     beta: float = opt(0.01, "KL weight (gaussian)")
+    action_center: float = opt(
+        0.0,
+        "fsq: weight of a penalty on each pre-quantization dimension's batch mean, which keeps "
+        "a dimension from drifting into tanh saturation where every slot gets the same level",
+    )
     l1: float = opt(0.01, "L1 weight (sparse)")
     vc: float = opt(0.01, "variance/covariance weight (sparse)")
     pos_init: Literal["sincos", "small"] = opt(
@@ -86,6 +91,7 @@ class ModelConfig:
             fsq_levels=self.action_levels,
             dim=self.action_dim,
             beta=self.beta,
+            center=self.action_center,
             l1=self.l1,
             vc=self.vc,
         )
