@@ -29,10 +29,12 @@ from pathlib import Path
 import torch
 
 from latentrl.control import (
+    code_usage,
     figure_rows,
     generate,
     load_held_out,
     load_scene,
+    roomiest_entity,
     save_image,
     save_video,
     scene_entities,
@@ -78,7 +80,19 @@ def main() -> None:
         help="control only each agent's strongest slot, not every slot sharing its token",
     )
     parser.add_argument(
-        "--code-entity", type=int, default=0, help="row (0-based) that the per-code figure drives"
+        "--code-entity",
+        type=int,
+        default=None,
+        help="controlled row (0-based) that the per-code figure drives (default: the agent with "
+        "the most free cells around it)",
+    )
+    parser.add_argument(
+        "--prior",
+        choices=["uniform", "empirical"],
+        default="uniform",
+        help="FSQ prior of the sampled codes: uniform (the bottleneck's; codes the model never "
+        "uses make entities vanish or split) or empirical (how often each code is inferred on "
+        "held-out windows, over all slots: label-free)",
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of the prior samples")
     parser.add_argument("--out", type=Path, default=None, help="output folder (RUN_DIR/control)")
@@ -93,20 +107,28 @@ def main() -> None:
     run = load_held_out(args.run, args.split, args.device)
     scene = load_scene(run, args.episode, args.start, args.steps)
     entities = scene_entities(run, scene, args.slots, args.share, args.single_slot)
-    gen = generate(run, scene, entities, args.codes, args.seed, args.code_entity)
+    usage = code_usage(run, seed=args.seed)
+    probs = usage.frequency if usage is not None and args.prior == "empirical" else None
+    code_entity = args.code_entity
+    if code_entity is None:
+        start_cells = None if scene.positions is None else scene.positions[0]
+        code_entity = roomiest_entity(entities, start_cells, run.data.size)
+    gen = generate(run, scene, entities, args.codes, args.seed, code_entity, probs=probs)
     print(gen.note)
 
     out = args.out or args.run / "control"
-    entity_rows, code_rows = figure_rows(gen, run.model.config.factored)
+    meanings = None if usage is None else usage.meanings
+    entity_rows, code_rows = figure_rows(gen, run.model.config.factored, meanings)
     where = f"{args.split} episode {args.episode}, frames {args.start}..{args.start + args.steps}"
     save_video(labelled_video(entity_rows), out / "entities.gif", args.fps)
     save_image(labelled_strip(entity_rows, title=f"{args.run.name}, {where}: {gen.note}"),
                out / "entities.png")  # fmt: skip
     written = ["entities.gif", "entities.png"]
     if gen.code_entity is not None:
-        save_video(labelled_video(code_rows, scale=3), out / "codes.gif", args.fps)
+        save_video(labelled_video(code_rows, scale=3, label_width=170), out / "codes.gif", args.fps)
         title = f"each latent code applied to {gen.code_entity.name} at every step ({where})"
-        save_image(labelled_strip(code_rows, scale=3, title=title), out / "codes.png")
+        strip = labelled_strip(code_rows, scale=3, label_width=170, title=title)
+        save_image(strip, out / "codes.png")
         written += ["codes.gif", "codes.png"]
     result = {
         "run": str(args.run),
@@ -116,6 +138,9 @@ def main() -> None:
         "start": args.start,
         "steps": args.steps,
         "seed": args.seed,
+        "prior": args.prior,
+        "code_frequency": None if usage is None else usage.frequency.round(decimals=4).tolist(),
+        "code_meaning": meanings,
         **summary(gen),
         "wall_seconds": round(time.perf_counter() - start, 2),
     }

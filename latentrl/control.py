@@ -45,7 +45,15 @@ from latentrl.evaluation import ModelRun, load_model_run
 from latentrl.models import LatentActionModel
 from latentrl.quantize import LatentBottleneck
 from latentrl.tokenizer import Tokenizer
-from latentrl.views import Row, decode_frames
+from latentrl.views import (
+    MULTIGRID_ACTION_NAMES,
+    Row,
+    code_action_counts,
+    code_meanings,
+    decode_frames,
+    held_out_windows,
+    slot_latents,
+)
 from latentrl.viz import gif_bytes
 
 
@@ -229,6 +237,32 @@ def name_slots(
                 name = f"slot {k} (background)"
         entities.append(Entity(name, (k,), agent))
     return entities
+
+
+def roomiest_entity(entities: Sequence[Entity], positions: torch.Tensor | None, size: int) -> int:
+    """Index of the agent entity with the most free cells around it at the start frame (cells
+    ``(a, 2)`` ``(x, y)`` in a ``size x size`` room with walls); ties go to fewer slots.
+
+    The per-code figure drives one entity with one code for many steps: next to a wall or another
+    agent most codes soon ask for a move the training data never showed (a blocked move is
+    executed, and labelled, as a stay).
+    """
+    if positions is None or not any(e.agent is not None for e in entities):
+        return 0
+    pos = positions.cpu()
+
+    def room(e: Entity) -> tuple[int, int]:
+        if e.agent is None:
+            return (-1, -len(e.slots))
+        x, y = (int(v) for v in pos[e.agent])
+        free = min(x - 1, y - 1, size - 2 - x, size - 2 - y)
+        others = [j for j in range(len(pos)) if j != e.agent]
+        if others:
+            gap = (pos[others] - pos[e.agent]).abs().amax(dim=-1).min().item() - 1
+            free = min(free, int(gap))
+        return (free, -len(e.slots))
+
+    return max(range(len(entities)), key=lambda i: room(entities[i]))
 
 
 # -- rollouts ------------------------------------------------------------------------------------
@@ -434,11 +468,13 @@ def control_actions(
     steps: int,
     codes: Sequence[int] | None = None,
     generator: torch.Generator | None = None,
+    probs: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, tuple[str, ...]]:
     """Latent actions ``(1, steps, d_a)`` for a controlled entity and a label per step.
 
     ``codes``: FSQ indices, one per step (or one for every step); else a draw from the prior
-    (uniform over FSQ codes, labelled with the drawn index; N(0, 1) for continuous latents).
+    (FSQ: uniform over codes, or ``probs`` ``(C,)``; labelled with the drawn index; continuous
+    latents: N(0, 1)).
     """
     bottleneck = bottleneck_of(model)
     if codes is not None:
@@ -448,7 +484,10 @@ def control_actions(
         return code_actions(model, idx)[None], tuple(str(c) for c in idx.tolist())
     count = bottleneck.config.num_codes
     if count is not None:
-        idx = torch.randint(0, count, (steps,), generator=generator)
+        if probs is not None:
+            idx = torch.multinomial(probs, steps, replacement=True, generator=generator)
+        else:
+            idx = torch.randint(0, count, (steps,), generator=generator)
         return code_actions(model, idx)[None], tuple(str(c) for c in idx.tolist())
     prior = model.sample_latent_actions(1, steps, generator)[:, :, 0]
     return prior, ("prior",) * steps
@@ -540,16 +579,18 @@ def generate(
     seed: int = 0,
     code_entity: int | None = 0,
     radius: int = 1,
+    probs: torch.Tensor | None = None,
 ) -> Generation:
-    """Controlled rollouts of every entity (prior samples seeded by ``seed``, or ``codes``) and,
-    for FSQ models, of every code applied to ``entities[code_entity]`` (None: skip)."""
+    """Controlled rollouts of every entity (prior samples seeded by ``seed``, from ``probs``
+    ``(C,)`` if given, else uniform; or ``codes``) and, for FSQ models, of every code applied to
+    ``entities[code_entity]`` (None: skip)."""
     model, steps = run.model, scene.steps
     reference = controlled_rollout(model, scene.codes[:, :1], scene.actions)
     reference_frames = run.decode(reference[0])
     gen = torch.Generator().manual_seed(seed)
     rows = []
     for entity in tqdm(entities, desc="entities", leave=False):
-        acts, labels = control_actions(model, steps, codes, gen)
+        acts, labels = control_actions(model, steps, codes, gen, probs)
         rows.append(
             run_control(run, scene, entity, acts, labels, reference, reference_frames, radius)
         )
@@ -590,9 +631,11 @@ def _row(gen: Generation, c: Controlled, label: str, factored: bool) -> Row:
     return Row(label, frames, ("start", *(f"code {s}" for s in c.steps)), outline)
 
 
-def figure_rows(gen: Generation, factored: bool) -> tuple[list[Row], list[Row]]:
+def figure_rows(
+    gen: Generation, factored: bool, code_labels: Sequence[str] | None = None
+) -> tuple[list[Row], list[Row]]:
     """Rows of the entity figure (original, uncontrolled, one per entity) and of the code
-    figure (uncontrolled, one per code)."""
+    figure (uncontrolled, one per code, with ``code_labels[c]`` under the code if given)."""
     inferred: tuple[str, ...] = ()
     if gen.scene.indices is not None and not factored:
         inferred = ("start", *(f"code {int(i)}" for i in gen.scene.indices[0, :, 0]))
@@ -608,10 +651,12 @@ def figure_rows(gen: Generation, factored: bool) -> tuple[list[Row], list[Row]]:
         _row(gen, c, f"control {c.entity.name}\nslots {list(c.entity.slots)}", factored)
         for c in gen.entities
     ]
-    code_rows = [
-        _row(gen, c, f"{c.entity.name}:\ncode {c.steps[0]} every step", factored)
-        for c in gen.per_code
-    ]
+    code_rows = []
+    for c in gen.per_code:
+        label = f"{c.entity.name}:\ncode {c.steps[0]} every step"
+        if code_labels is not None:
+            label += f"\nheld out: {code_labels[int(c.steps[0])]}"
+        code_rows.append(_row(gen, c, label, factored))
     return base + entity_rows, base[1:] + code_rows
 
 
@@ -655,3 +700,37 @@ def summary(gen: Generation) -> dict[str, Any]:
         "per_code_entity": None if gen.code_entity is None else gen.code_entity.name,
         "per_code": [row(c) for c in gen.per_code],
     }
+
+
+@dataclasses.dataclass(frozen=True)
+class CodeUsage:
+    """How a model uses its FSQ codes on held-out windows: ``frequency (C,)`` over every slot's
+    inferred code (label-free: an empirical prior), and each code's majority true action among
+    agent-bound slots (needs labels; None without them)."""
+
+    frequency: torch.Tensor
+    meanings: list[str] | None
+
+
+@torch.no_grad()
+def code_usage(
+    run: HeldOutRun, windows: int = 64, window: int = 8, seed: int = 0
+) -> CodeUsage | None:
+    """:class:`CodeUsage` of ``run``'s model, or None for continuous latent actions."""
+    count = num_codes(run.model)
+    if count is None:
+        return None
+    batch = held_out_windows(run.codes, window, windows, seed).to(run.model.token_pos.device)
+    meanings = None
+    if batch.actions is not None and batch.positions is not None:
+        lat = slot_latents(run.model, batch, run.cell_px, run.token_px)
+        assert lat.codes is not None
+        codes = lat.codes
+        counts = code_action_counts(lat, count, len(MULTIGRID_ACTION_NAMES))
+        if run.data.env == "multigrid":
+            meanings = code_meanings(counts, MULTIGRID_ACTION_NAMES)
+    else:
+        codes = run.model.infer_latent_actions(batch.codes).indices
+        assert codes is not None
+    freq = torch.bincount(codes.flatten().cpu(), minlength=count).float()
+    return CodeUsage(freq / freq.sum(), meanings)

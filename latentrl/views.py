@@ -623,10 +623,10 @@ def code_meanings(counts: np.ndarray, action_names: Sequence[str]) -> list[str]:
     for row in counts[:, :-1]:
         total = int(row.sum())
         if total == 0:
-            out.append("never used by an agent")
+            out.append("unused by agents")
             continue
         a = int(row.argmax())
-        out.append(f"{action_names[a]} {row[a] / total:.0%} (n={total})")
+        out.append(f"{action_names[a]} {row[a] / total:.0%}, n={total}")
     return out
 
 

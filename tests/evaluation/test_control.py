@@ -24,6 +24,7 @@ from latentrl.control import (
     name_slots,
     owned_tokens,
     rollout_attention,
+    roomiest_entity,
     scene_entities,
 )
 from latentrl.data.codes import CodeCache
@@ -109,6 +110,27 @@ def test_control_actions_repeat_one_code_and_sample_the_prior_reproducibly() -> 
     again = control_actions(model, 6, None, torch.Generator().manual_seed(3))
     assert first[1] == again[1] and torch.equal(first[0], again[0])
     assert all(0 <= int(c) < 5 for c in first[1])
+
+
+def test_empirical_prior_draws_only_codes_it_gives_mass() -> None:
+    model = tiny_model("flam")
+    probs = torch.tensor([0.0, 0.5, 0.0, 0.5, 0.0])
+    _, labels = control_actions(model, 50, None, torch.Generator().manual_seed(0), probs)
+    assert set(labels) == {"1", "3"}
+
+
+def test_roomiest_entity_prefers_free_cells_then_fewer_slots() -> None:
+    entities = [
+        Entity("agent 0", (0, 1), 0),
+        Entity("agent 1", (2,), 1),
+        Entity("agent 2", (3,), 2),
+    ]
+    # 8 x 8 room (interior cells 1..6): agent 0 in the middle, 1 and 2 in corners.
+    cells = torch.tensor([[3, 3], [6, 1], [1, 6]])
+    assert roomiest_entity(entities, cells, 8) == 0
+    cells = torch.tensor([[3, 3], [6, 1], [4, 4]])  # agent 2 touches agent 0: nobody has room
+    assert roomiest_entity(entities, cells, 8) == 1  # first of the one-slot entities
+    assert roomiest_entity(entities, None, 8) == 0
 
 
 def test_bind_agents_groups_the_slots_sharing_an_agent() -> None:

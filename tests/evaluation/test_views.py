@@ -132,7 +132,7 @@ def test_bound_agent_and_code_counts() -> None:
     counts = code_action_counts(lat, 9, 5)
     assert counts[3].tolist() == [0, 1, 0, 0, 1, 0] and counts[7].tolist() == [0] * 5 + [1]
     meanings = code_meanings(counts, MULTIGRID_ACTION_NAMES)
-    assert meanings[3] == "up 50% (n=2)" and meanings[7] == "never used by an agent"
+    assert meanings[3] == "up 50%, n=2" and meanings[7] == "unused by agents"
 
 
 def test_action_names_follow_the_environment() -> None:
