@@ -87,6 +87,8 @@ def pipeline_preset(cfg: PipelineConfig) -> Preset:
         base.data,
         task="goal",
         agents=cfg.agents,
+        # MultiGrid registers at most 4 agents in an 8x8 room (36 free cells, 2 per agent).
+        size=base.data.size if cfg.agents <= 4 else max(base.data.size, 16),
         episodes=cfg.wm_episodes or base.data.episodes,
         seed=0,
     )
@@ -219,13 +221,20 @@ def _train_model(
     kind: str, preset: Preset, tokenizer_run: Path, runs: Path
 ) -> tuple[str, Path, bool]:
     torch.set_num_threads(1)
-    model_cfg = dataclasses.replace(preset.model, model=kind)  # type: ignore[arg-type]
-    train_cfg = preset.train_for(kind)
+    model_cfg = dataclasses.replace(preset.model, model=kind.split("_")[0])  # type: ignore[arg-type]
+    if kind == "lam_capacity":
+        levels = tuple(preset.model.action_levels) * preset.data.agents
+        model_cfg = dataclasses.replace(model_cfg, action_levels=levels)
+    train_cfg = preset.train_for(model_cfg.model)
     tok = load_tokenizer(tokenizer_run)
     data = from_dict(DatasetSpec, read_json(tokenizer_run / "data.json"))
     filled = json.loads(json.dumps(dataclasses.asdict(model_config_for(model_cfg, tok, data))))
     reuse = _finished_model_run(
-        runs, kind, tokenizer_run, filled, json.loads(json.dumps(dataclasses.asdict(train_cfg)))
+        runs,
+        model_cfg.model,
+        tokenizer_run,
+        filled,
+        json.loads(json.dumps(dataclasses.asdict(train_cfg))),
     )
     if reuse is not None:
         return kind, reuse, True
@@ -327,7 +336,19 @@ def _reference_branch(
 
 
 # -- the whole pipeline ---------------------------------------------------------------------------
-METHOD_ORDER = ("expert", "random", "bc_true_actions", "bc_flam", "bc_lam", "planner_flam")
+METHOD_ORDER = (
+    "expert",
+    "random",
+    "bc_true_actions",
+    "bc_flam",
+    "bc_lam",
+    "bc_lam_capacity",
+    "planner_flam",
+)
+MODEL_KINDS = ("flam", "lam", "lam_capacity")
+"""Latent models the pipeline can train: ``lam`` has FLAM's per-action codebook (one slot's),
+``lam_capacity`` that codebook once per agent, FSQ ``(3, 3) * N``: 9^N codes, enough to name
+every agent's move at once (equal total capacity for the task)."""
 
 
 def run_pipeline(
@@ -350,8 +371,8 @@ def run_pipeline(
     data = preset.data
     stage_seconds: dict[str, float] = {}
 
-    kinds = [k for k in ("flam", "lam") if any(m.endswith(k) for m in cfg.methods)]
-    given = {"flam": cfg.flam_run, "lam": cfg.lam_run}
+    kinds = [k for k in MODEL_KINDS if any(m.endswith(f"_{k}") for m in cfg.methods)]
+    given = {"flam": cfg.flam_run, "lam": cfg.lam_run, "lam_capacity": ""}
     # Given runs are checked before anything long starts.
     checked = {k: check_model_run(Path(given[k]), data) for k in kinds if given[k]}
     out = runs / "bc_from_video" / f"{env_id(data)}__{cfg.seed}__{time.strftime('%Y%m%d-%H%M%S')}"

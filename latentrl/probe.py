@@ -24,6 +24,10 @@ from torch import nn
 from latentrl.models.base import LatentActionModel
 from latentrl.types import CodeBatch
 
+MAX_ONE_HOT = 65536
+"""Larger codebooks are probed on their FSQ code vectors (the same information) instead of a
+one-hot of the index, which would not fit in memory."""
+
 
 @dataclasses.dataclass(frozen=True)
 class ProbeResult:
@@ -88,7 +92,7 @@ def latent_features(
     encoded = model.encode_states(batch.codes)
     latent = model.infer(encoded.states, batch.actions)
     cfg = model.config
-    if latent.indices is not None:
+    if latent.indices is not None and (cfg.bottleneck.num_codes or 1) <= MAX_ONE_HOT:
         feats = F.one_hot(latent.indices, cfg.bottleneck.num_codes or 1).float()
     else:
         feats = latent.actions

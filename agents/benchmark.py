@@ -1,0 +1,164 @@
+"""Policy success versus the number of agents: the video-to-policy pipeline over a grid.
+
+One *cell* is one (agent count, seed): :func:`agents.pipeline.run_pipeline` with every method,
+including LAM at FLAM's per-action codebook (``bc_lam``) and at equal total capacity
+(``bc_lam_capacity``). Finished cells are recorded in ``state.json`` (written atomically after
+each cell) and never recomputed, so an interrupted benchmark continues where it stopped.
+Outputs: ``results.json``, ``table.md`` and ``success_vs_agents.png``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from agents.pipeline import METHOD_ORDER, PipelineConfig, run_pipeline
+from latentrl.runs import hardware, write_json
+
+BENCHMARK_METHODS = METHOD_ORDER
+PLOT_LABELS = {
+    "expert": "expert (scripted)",
+    "random": "random",
+    "bc_true_actions": "BC, true actions",
+    "bc_flam": "BC, FLAM labels",
+    "bc_lam": "BC, LAM labels (same codebook per action)",
+    "bc_lam_capacity": "BC, LAM labels (equal total capacity)",
+    "planner_flam": "planner, FLAM",
+}
+
+
+def cell_key(agents: int, seed: int) -> str:
+    return f"agents={agents},seed={seed}"
+
+
+def run_benchmark(
+    base: PipelineConfig,
+    agents: list[int],
+    seeds: list[int],
+    *,
+    out: Path,
+    runs: Path,
+    root: str | None = None,
+    workers: int = 2,
+) -> dict[str, Any]:
+    """Run every missing cell, then aggregate all cells of the grid."""
+    state_path = out / "state.json"
+    state: dict[str, Any] = json.loads(state_path.read_text()) if state_path.is_file() else {}
+    for n in agents:
+        for seed in seeds:
+            key = cell_key(n, seed)
+            if key in state:
+                print(f"{key}: done before ({state[key]['out']}), reused")
+                continue
+            cfg = dataclasses.replace(base, agents=n, seed=seed, methods=BENCHMARK_METHODS)
+            print(f"\n== {key}")
+            summary = run_pipeline(cfg, runs=runs, root=root, workers=workers)
+            state[key] = {
+                "out": summary["out"],
+                "wall_seconds": summary["wall_seconds"],
+                "methods": {
+                    m: {k: v for k, v in r.items() if not isinstance(v, (dict, list))}
+                    for m, r in summary["methods"].items()
+                },
+            }
+            write_json(state_path, state)
+    cells = {cell_key(n, s): state[cell_key(n, s)] for n in agents for s in seeds}
+    summary = aggregate(cells, agents, seeds)
+    summary.update(hardware=hardware(), config=dataclasses.asdict(base))
+    write_json(out / "results.json", summary)
+    table = benchmark_table(summary)
+    tmp = out / f".table.md.tmp{os.getpid()}"
+    tmp.write_text(table + "\n")
+    os.replace(tmp, out / "table.md")
+    plot_success(summary, out / "success_vs_agents.png")
+    return summary
+
+
+def aggregate(cells: dict[str, Any], agents: list[int], seeds: list[int]) -> dict[str, Any]:
+    """Mean and standard deviation over seeds of each method's success rate, per agent count."""
+    rows: dict[str, Any] = {}
+    for n in agents:
+        row: dict[str, Any] = {}
+        for m in BENCHMARK_METHODS:
+            values = [
+                cells[cell_key(n, s)]["methods"][m]["success_rate"]
+                for s in seeds
+                if m in cells[cell_key(n, s)]["methods"]
+            ]
+            if values:
+                row[m] = {
+                    "success_mean": float(np.mean(values)),
+                    "success_std": float(np.std(values)),
+                    "seeds": len(values),
+                }
+            acc = [
+                cells[cell_key(n, s)]["methods"][m].get("expert_label_accuracy")
+                for s in seeds
+                if m in cells[cell_key(n, s)]["methods"]
+            ]
+            if values and all(a is not None for a in acc) and acc:
+                row[m]["expert_label_accuracy"] = float(np.mean(acc))
+        rows[str(n)] = row
+    wall = sum(c["wall_seconds"] for c in cells.values())
+    return {"agents": agents, "seeds": seeds, "rows": rows, "cell_wall_seconds": wall}
+
+
+def benchmark_table(summary: dict[str, Any]) -> str:
+    """Success rate (mean ± sd over seeds) per agent count and method, as markdown."""
+    methods = [m for m in BENCHMARK_METHODS if any(m in r for r in summary["rows"].values())]
+    lines = [
+        "| agents | " + " | ".join(methods) + " |",
+        "|---|" + "---|" * len(methods),
+    ]
+    for n, row in summary["rows"].items():
+        cells = []
+        for m in methods:
+            if m not in row:
+                cells.append("-")
+                continue
+            r = row[m]
+            text = f"{r['success_mean']:.2f}"
+            if r["seeds"] > 1:
+                text += f" ± {r['success_std']:.2f}"
+            if "expert_label_accuracy" in r:
+                text += f" (labels {r['expert_label_accuracy']:.2f})"
+            cells.append(text)
+        lines.append(f"| {n} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def plot_success(summary: dict[str, Any], path: Path) -> None:
+    """Success rate versus number of agents, one line per method (error bars: sd over seeds)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    agents = summary["agents"]
+    for m in BENCHMARK_METHODS:
+        xs = [n for n in agents if m in summary["rows"][str(n)]]
+        if not xs:
+            continue
+        ys = [summary["rows"][str(n)][m]["success_mean"] for n in xs]
+        es = [summary["rows"][str(n)][m]["success_std"] for n in xs]
+        style = "--" if m in ("expert", "random") else "-"
+        ax.errorbar(xs, ys, yerr=es, marker="o", linestyle=style, capsize=3, label=PLOT_LABELS[m])
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(agents, [str(n) for n in agents])
+    ax.set_xlabel("agents")
+    ax.set_ylabel("success rate (every agent on its goal)")
+    ax.set_ylim(-0.03, 1.03)
+    ax.set_title(f"MultiGrid Goal: policy from video ({summary['hardware']})", fontsize=9)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}.png")
+    fig.savefig(tmp, dpi=120)
+    plt.close(fig)
+    os.replace(tmp, path)

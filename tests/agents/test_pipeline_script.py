@@ -1,0 +1,117 @@
+"""bc_from_video.py end to end on a 1-agent room, and its errors on bad input."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from agents.pipeline import PipelineConfig, check_model_run, pipeline_preset
+from latentrl.data.recipes import DatasetSpec
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def run_script(tmp: Path, *args: str, timeout: int = 900) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "experiments" / "bc_from_video.py"),
+            "--root",
+            str(tmp / "data"),
+            "--runs",
+            str(tmp / "runs"),
+            "--workers",
+            "1",
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=tmp,
+        env=env,
+    )
+
+
+def test_label_fraction_zero_is_refused_before_any_work(tmp_path: Path) -> None:
+    out = run_script(tmp_path, "--label-fraction", "0", timeout=120)
+    assert out.returncode != 0
+    assert "label fraction 0 leaves nothing to train the decoder on" in out.stderr
+    assert not (tmp_path / "data").exists()  # nothing generated
+
+
+def test_missing_model_run_is_named(tmp_path: Path) -> None:
+    out = run_script(tmp_path, "--flam-run", str(tmp_path / "nope"), timeout=120)
+    assert out.returncode != 0
+    assert "is not a finished latent action model run" in out.stderr
+
+
+def _fake_run(tmp: Path, data: DatasetSpec) -> Path:
+    tok, run = tmp / "tok", tmp / "run"
+    (run / "model").mkdir(parents=True)
+    tok.mkdir()
+    (run / "model" / "config.json").write_text("{}")
+    (run / "config.json").write_text(json.dumps({"tokenizer_run": str(tok)}))
+    (tok / "data.json").write_text(json.dumps(dataclasses.asdict(data)))
+    return run
+
+
+def test_model_trained_on_another_frame_size_is_refused(tmp_path: Path) -> None:
+    data = pipeline_preset(PipelineConfig()).data
+    run = _fake_run(tmp_path, dataclasses.replace(data, size=16))
+    with pytest.raises(ValueError, match="frames of 64x64 px but the task's frames are 32x32"):
+        check_model_run(run, data)
+
+
+def test_model_trained_on_another_agent_count_is_refused(tmp_path: Path) -> None:
+    data = pipeline_preset(PipelineConfig()).data
+    run = _fake_run(tmp_path, dataclasses.replace(data, agents=2))
+    with pytest.raises(ValueError, match="pass --agents 2"):
+        check_model_run(run, data)
+
+
+@pytest.mark.slow
+def test_planner_with_a_trained_world_model_beats_random_on_one_agent(tmp_path: Path) -> None:
+    out = run_script(
+        tmp_path,
+        "--agents",
+        "1",
+        "--wm-episodes",
+        "300",
+        "--expert-episodes",
+        "60",
+        "--episodes",
+        "30",
+        "--model-steps",
+        "700",
+        "--tokenizer-steps",
+        "400",
+        "--decoder-steps",
+        "300",
+        "--bc-steps",
+        "600",
+        "--methods",
+        "expert",
+        "random",
+        "bc_true_actions",
+        "planner_flam",
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    (path,) = (tmp_path / "runs" / "bc_from_video").glob("*/results.json")
+    results = json.loads(path.read_text())
+    for key in ("env_id", "num_agents", "label_fraction", "episodes", "wall_seconds", "hardware"):
+        assert key in results
+    methods = results["methods"]
+    assert set(methods) == {"expert", "random", "bc_true_actions", "planner_flam"}
+    assert methods["expert"]["success_rate"] >= 0.99
+    planner, random = methods["planner_flam"]["success_rate"], methods["random"]["success_rate"]
+    # "Far more often than random": at least half the episodes and 0.3 above random play.
+    assert planner >= 0.5 and planner >= random + 0.3, (planner, random)
+    assert 0.0 <= methods["planner_flam"]["decoder_accuracy"] <= 1.0
+    assert "| planner_flam |" in out.stdout
