@@ -23,6 +23,7 @@ Scene-level models (LAM, OC+LAM) have one latent action per scene: their rows re
 from __future__ import annotations
 
 import argparse
+import json
 import time
 from pathlib import Path
 
@@ -34,6 +35,7 @@ from latentrl.control import (
     generate,
     load_held_out,
     load_scene,
+    locality_survey,
     roomiest_entity,
     save_image,
     save_video,
@@ -94,6 +96,13 @@ def main() -> None:
         "uses make entities vanish or split) or empirical (how often each code is inferred on "
         "held-out windows, over all slots: label-free)",
     )
+    parser.add_argument(
+        "--survey",
+        type=int,
+        default=0,
+        help="also measure locality over this many episodes (each agent controlled, and every "
+        "slot controlled as the contrast); 0 skips it",
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed of the prior samples")
     parser.add_argument("--out", type=Path, default=None, help="output folder (RUN_DIR/control)")
     parser.add_argument("--fps", type=int, default=2, help="GIF frames per second")
@@ -144,6 +153,9 @@ def main() -> None:
         **summary(gen),
         "wall_seconds": round(time.perf_counter() - start, 2),
     }
+    if args.survey > 0 and run.model.config.factored:
+        result["survey"] = locality_survey(run, args.survey, args.steps, args.seed, probs)
+        result["wall_seconds"] = round(time.perf_counter() - start, 2)
     write_json(out / "control.json", result)
 
     print("\n| row | slots | codes | changed inside mask | changed outside mask |")
@@ -154,6 +166,9 @@ def main() -> None:
             f"| {c.entity.name} | {list(c.entity.slots)} | {' '.join(c.steps)} | "
             f"{loc.changed_inside:.3f} | {loc.changed_outside:.4f} |"
         )
+    if "survey" in result:
+        survey = result["survey"]
+        print(f"\nlocality over {survey['episodes']} episodes x agents: {json.dumps(survey)}")
     print(f"\nwrote {', '.join(str(out / w) for w in [*written, 'control.json'])}")
 
 

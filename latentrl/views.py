@@ -299,7 +299,11 @@ def umap_points(
     feats, labels = feats[keep], labels[keep]
     codes = None if codes is None else codes[keep]
     reducer = umap.UMAP(n_components=2, n_neighbors=15, min_dist=0.1, random_state=seed)
-    return reducer.fit_transform(feats), labels, codes
+    with warnings.catch_warnings():
+        # A seed makes UMAP single-threaded and it says so every time; we want the seed.
+        warnings.filterwarnings("ignore", message="n_jobs value")
+        points = reducer.fit_transform(feats)
+    return points, labels, codes
 
 
 def umap_figure(

@@ -21,6 +21,7 @@ from latentrl.control import (
     generate,
     load_scene,
     locality,
+    locality_survey,
     name_slots,
     owned_tokens,
     rollout_attention,
@@ -230,3 +231,15 @@ def test_entities_from_slot_indices(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="'agents', 'all' or slot indices"):
         scene_entities(run, scene, ["x"])
     assert isinstance(Entity("e", (0,)), Entity)
+
+
+def test_locality_survey_averages_agents_and_the_every_slot_contrast(tmp_path: Path) -> None:
+    survey = locality_survey(held_out_run("flam", tmp_path), episodes=5, steps=3)
+    assert survey["episodes"] == 2 and survey["steps"] == 3
+    for key in ("one_entity", "every_slot"):
+        assert set(survey[key]) == {"changed_inside", "changed_outside", "mask_fraction"}
+        assert all(0.0 <= v <= 1.0 for v in survey[key].values())
+    # Same samples, same masks: the masks cover the same share of the frame in both.
+    assert survey["one_entity"]["mask_fraction"] == survey["every_slot"]["mask_fraction"]
+    with pytest.raises(ValueError, match="no slots"):
+        locality_survey(held_out_run("lam", tmp_path), episodes=1, steps=2)
