@@ -103,6 +103,12 @@ def main() -> None:
         help="also measure locality over this many episodes (each agent controlled, and every "
         "slot controlled as the contrast); 0 skips it",
     )
+    parser.add_argument(
+        "--max-codes",
+        type=int,
+        default=16,
+        help="per-code figure: with a bigger codebook, show only the most often inferred codes",
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed of the prior samples")
     parser.add_argument("--out", type=Path, default=None, help="output folder (RUN_DIR/control)")
     parser.add_argument("--fps", type=int, default=2, help="GIF frames per second")
@@ -122,7 +128,13 @@ def main() -> None:
     if code_entity is None:
         start_cells = None if scene.positions is None else scene.positions[0]
         code_entity = roomiest_entity(entities, start_cells, run.data.size)
-    gen = generate(run, scene, entities, args.codes, args.seed, code_entity, probs=probs)
+    shown = None
+    if usage is not None and len(usage.frequency) > args.max_codes:
+        shown = sorted(torch.argsort(usage.frequency, descending=True)[: args.max_codes].tolist())
+        print(f"{len(usage.frequency)} codes: the per-code figure shows the {len(shown)} most used")
+    gen = generate(
+        run, scene, entities, args.codes, args.seed, code_entity, probs=probs, code_indices=shown
+    )
     print(gen.note)
 
     out = args.out or args.run / "control"
@@ -148,8 +160,16 @@ def main() -> None:
         "steps": args.steps,
         "seed": args.seed,
         "prior": args.prior,
-        "code_frequency": None if usage is None else usage.frequency.round(decimals=4).tolist(),
-        "code_meaning": meanings,
+        # Held-out use of each code that is inferred at all (frequency over every slot).
+        "inferred_codes_held_out": None
+        if usage is None
+        else {
+            str(c): {
+                "frequency": round(float(usage.frequency[c]), 4),
+                "meaning": None if meanings is None else meanings[c],
+            }
+            for c in usage.frequency.nonzero().flatten().tolist()
+        },
         **summary(gen),
         "wall_seconds": round(time.perf_counter() - start, 2),
     }

@@ -89,13 +89,17 @@ def main() -> None:
     write_json(out / "views.json", numbers)
 
     dci = numbers["dci"]
-    print(json.dumps({"dci": {k: {m: v[m] for m in ("disentanglement", "completeness",
-                     "informativeness")} for k, v in dci.items()}}, indent=2))  # fmt: skip
+    keys = ("disentanglement", "completeness", "informativeness", "chance")
+    print(json.dumps({"dci": {k: {m: v[m] for m in keys} for k, v in dci.items()}}, indent=2))
     if "correspondence" in numbers:
         print("agent keeps its slot:", numbers["correspondence"]["agent_keeps_its_slot"])
     if "code_actions" in numbers:
-        for code, meaning in enumerate(numbers["code_actions"]["meaning"]):
-            print(f"code {code}: {meaning}")
+        table = numbers["code_actions"]
+        for code, row in table["inferred"].items():
+            print(f"code {code}: {row['meaning']}")
+        print(
+            f"({table['codes'] - len(table['inferred'])} of {table['codes']} codes never inferred)"
+        )
     files = [f"{n}.png" for n in views.images] + [f"{n}.gif" for n in views.videos]
     print(f"wrote {out}: {', '.join(files)}, views.json")
 

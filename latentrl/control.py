@@ -589,10 +589,11 @@ def generate(
     code_entity: int | None = 0,
     radius: int = 1,
     probs: torch.Tensor | None = None,
+    code_indices: Sequence[int] | None = None,
 ) -> Generation:
     """Controlled rollouts of every entity (prior samples seeded by ``seed``, from ``probs``
-    ``(C,)`` if given, else uniform; or ``codes``) and, for FSQ models, of every code applied to
-    ``entities[code_entity]`` (None: skip)."""
+    ``(C,)`` if given, else uniform; or ``codes``) and, for FSQ models, of every code (or of
+    ``code_indices``) applied to ``entities[code_entity]`` (None: skip)."""
     model, steps = run.model, scene.steps
     reference = controlled_rollout(model, scene.codes[:, :1], scene.actions)
     reference_frames = run.decode(reference[0])
@@ -613,7 +614,8 @@ def generate(
                 f"pass --code-entity 0..{len(entities) - 1}"
             )
         chosen = entities[code_entity]
-        for code in tqdm(range(count), desc="codes", leave=False):
+        shown = range(count) if code_indices is None else code_indices
+        for code in tqdm(shown, desc="codes", leave=False):
             acts, labels = control_actions(model, steps, [code])
             per_code.append(
                 run_control(run, scene, chosen, acts, labels, reference, reference_frames, radius)

@@ -413,13 +413,16 @@ def _fit(
 
 @dataclasses.dataclass(frozen=True)
 class DCI:
-    """Importance ``R (k, a)``, disentanglement, completeness, per-agent informativeness."""
+    """Importance ``R (k, a)``, disentanglement, completeness, per-agent informativeness (held-out
+    accuracy) and its chance level (the majority action's share). Near chance, ``R`` is fitted
+    noise and so is the disentanglement."""
 
     importance: np.ndarray
     disentanglement: float
     completeness: float
     informativeness: tuple[float, ...]
     per_factor: tuple[float, ...]
+    chance: tuple[float, ...] = ()
 
     def as_dict(self) -> dict[str, object]:
         def num(v: float) -> float | None:
@@ -429,6 +432,7 @@ class DCI:
             "disentanglement": num(self.disentanglement),
             "completeness": num(self.completeness),
             "informativeness": [num(v) for v in self.informativeness],
+            "chance": [num(v) for v in self.chance],
             "per_factor_disentanglement": [num(v) for v in self.per_factor],
             "importance": np.round(self.importance, 4).tolist(),
         }
@@ -474,13 +478,14 @@ def dci(lat: SlotLatents, aligned: bool = True, predictor: Predictor = "gbt", se
         raise ValueError("DCI needs at least 2 held-out windows")
     x = rearrange(feats, "b s k f -> b s (k f)").numpy()
     importance = np.zeros((k, labels.shape[-1]))
-    accs = []
+    accs, chances = [], []
     for j in range(labels.shape[-1]):
         y = labels[..., j].numpy()
         x_tr, y_tr = x[:half].reshape(-1, k * f), y[:half].reshape(-1)
         x_te, y_te = x[half:].reshape(-1, k * f), y[half:].reshape(-1)
         keep_tr, keep_te = y_tr >= 0, y_te >= 0
         x_tr, y_tr, x_te, y_te = x_tr[keep_tr], y_tr[keep_tr], x_te[keep_te], y_te[keep_te]
+        chances.append(float(np.bincount(y_te).max() / len(y_te)) if len(y_te) else math.nan)
         if len(np.unique(y_tr)) < 2:
             accs.append(math.nan)
             continue
@@ -489,7 +494,7 @@ def dci(lat: SlotLatents, aligned: bool = True, predictor: Predictor = "gbt", se
         per_factor = feat_imp.reshape(k, f).sum(axis=1)
         importance[:, j] = per_factor / per_factor.sum() if per_factor.sum() > 0 else 0.0
     d, c, per = dci_scores(importance)
-    return DCI(importance, d, c, tuple(accs), per)
+    return DCI(importance, d, c, tuple(accs), per, tuple(chances))
 
 
 def factor_names(lat: SlotLatents, aligned: bool) -> list[str]:
@@ -735,17 +740,28 @@ def latent_action_views(
             *panels,
             ("DCI importance R, raw slot index", raw.importance, factor_names(lat, False)),
         ]
-    d = aligned.disentanglement
-    head = f"{kind}: DCI disentanglement {d:.3f} (aligned)" if not math.isnan(d) else kind
+
+    def fmt(v: float) -> str:
+        return "n/a" if math.isnan(v) else f"{v:.3f}"
+
+    gaps = np.array(aligned.informativeness, float) - np.array(aligned.chance, float)
+    informed = float(np.nanmax(gaps)) if np.isfinite(gaps).any() else math.nan
+    head = f"{kind}: DCI disentanglement {fmt(aligned.disentanglement)} (aligned)"
     if lat.factored:
-        head += f", {raw.disentanglement:.3f} (raw slot index)"
+        head += f", {fmt(raw.disentanglement)} (raw slot index)"
+    # Near chance the importance matrix is fitted noise: say how far above chance it is.
+    head += f"; best predictor {fmt(informed)} above chance"
     images["correspondence"] = correspondence_figure(panels, agents, title=head)
     if lat.codes is not None:
         count = model.config.bottleneck.num_codes or 1
         counts = code_action_counts(lat, count, len(action_names))
+        meanings = code_meanings(counts, action_names)
+        inferred = np.flatnonzero(counts.sum(1))  # codes inferred at all (big codebooks: few)
         numbers["code_actions"] = {
             "columns": [*action_names, "no agent"],
-            "counts": counts.tolist(),
-            "meaning": code_meanings(counts, action_names),
+            "codes": count,
+            "inferred": {
+                str(c): {"counts": counts[c].tolist(), "meaning": meanings[c]} for c in inferred
+            },
         }
     return Views(images, videos, numbers)

@@ -108,7 +108,9 @@ def test_plot_latent_actions_flam_with_umap(runs: dict[str, Path]) -> None:
     assert len(importance) == 12 and len(importance[0]) == 4
     d = views["dci"]["aligned"]["disentanglement"]
     assert d is None or 0.0 <= d <= 1.0
-    assert len(views["code_actions"]["meaning"]) == 9
+    table = views["code_actions"]
+    assert table["codes"] == 9 and 1 <= len(table["inferred"]) <= 9
+    assert all(set(row) == {"counts", "meaning"} for row in table["inferred"].values())
     assert views["umap"]["points"] == 150
 
 

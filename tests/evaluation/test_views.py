@@ -85,6 +85,7 @@ def test_dci_recovers_a_disentangled_code_and_flags_an_entangled_one(predictor: 
     assert good.importance.shape == (3, 2)
     assert np.allclose(good.importance.sum(0), 1.0)
     assert good.disentanglement > 0.9 and min(good.informativeness) > 0.95
+    assert all(0.2 <= c < 0.5 for c in good.chance)  # 5 uniform actions
     assert good.importance[0, 0] > 0.9 and good.importance[1, 1] > 0.9
     bad = dci(synthetic_latents(40, 8, False), aligned=False, predictor=predictor)  # type: ignore[arg-type]
     assert bad.disentanglement < 0.5
