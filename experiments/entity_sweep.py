@@ -275,6 +275,8 @@ def plot(table_rows: list[dict[str, Any]], models: list[str], path: Path) -> Non
         ax_psnr.plot(*zip(*ceiling, strict=True), ls=":", color="grey", label="tokenizer ceiling")
     for ax, name in ((ax_psnr, "PSNR, 1 step (dB)"), (ax_gap, "ΔPSNR, mean over rollout (dB)")):
         ax.set_xscale("log", base=2)
+        agents = [r["agents"] for r in table_rows]
+        ax.set_xticks(agents, [str(a) for a in agents])
         ax.set(xlabel="number of entities (agents)", ylabel=name)
         ax.legend(fontsize=8)
     fig.tight_layout()
