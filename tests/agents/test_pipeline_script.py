@@ -96,6 +96,8 @@ def test_planner_with_a_trained_world_model_beats_random_on_one_agent(tmp_path: 
         "300",
         "--bc-steps",
         "600",
+        "--flam-candidates",
+        "1",
         "--methods",
         "expert",
         "random",
