@@ -107,7 +107,8 @@ def main() -> None:
         "--max-codes",
         type=int,
         default=16,
-        help="per-code figure: with a bigger codebook, show only the most often inferred codes",
+        help="per-code figure: with a bigger codebook, show only the (at most this many) codes "
+        "inferred most often on held-out windows",
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of the prior samples")
     parser.add_argument("--out", type=Path, default=None, help="output folder (RUN_DIR/control)")
@@ -130,8 +131,13 @@ def main() -> None:
         code_entity = roomiest_entity(entities, start_cells, run.data.size)
     shown = None
     if usage is not None and len(usage.frequency) > args.max_codes:
-        shown = sorted(torch.argsort(usage.frequency, descending=True)[: args.max_codes].tolist())
-        print(f"{len(usage.frequency)} codes: the per-code figure shows the {len(shown)} most used")
+        used = int((usage.frequency > 0).sum())
+        top = torch.argsort(usage.frequency, descending=True)[: min(args.max_codes, used)]
+        shown = sorted(top.tolist())
+        print(
+            f"{len(usage.frequency)} codes, {used} inferred on held-out windows: the per-code "
+            f"figure shows the {len(shown)} most used"
+        )
     gen = generate(
         run, scene, entities, args.codes, args.seed, code_entity, probs=probs, code_indices=shown
     )

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -392,8 +393,11 @@ class Locality:
     changed_outside: float
     mask_fraction: float
 
-    def as_dict(self) -> dict[str, float]:
-        return dataclasses.asdict(self)
+    def as_dict(self) -> dict[str, float | None]:
+        """Rounded figures; None for NaN (an empty region), which JSON cannot hold."""
+        return {
+            k: None if math.isnan(v) else round(v, 5) for k, v in dataclasses.asdict(self).items()
+        }
 
 
 def dilate_tokens(mask: torch.Tensor, grid: int, radius: int) -> torch.Tensor:
@@ -428,9 +432,10 @@ def locality(
     inside = token_mask_to_pixels(dilate_tokens(mask, grid, radius), grid, h, w)
     diff = np.abs(controlled.astype(np.int16) - reference.astype(np.int16)).max(-1) > tol
     outside = ~inside
+    # NaN where a region is empty (a scene model's "entity" is the whole frame).
     return Locality(
-        changed_inside=float(diff[inside].mean()) if inside.any() else 0.0,
-        changed_outside=float(diff[outside].mean()) if outside.any() else 0.0,
+        changed_inside=float(diff[inside].mean()) if inside.any() else math.nan,
+        changed_outside=float(diff[outside].mean()) if outside.any() else math.nan,
         mask_fraction=float(inside.mean()),
     )
 
@@ -528,7 +533,7 @@ def scene_entities(
     """Entities named on the command line: ``agents`` (default), ``all`` or slot indices."""
     model = run.model
     if not model.config.factored:
-        return [Entity("scene latent (one for all entities)", (0,))]
+        return [Entity("scene latent", (0,))]
     assert scene.attn is not None
     attn0 = scene.attn[0, 0]
     tokens = None
@@ -740,6 +745,9 @@ def code_usage(
         counts = code_action_counts(lat, count, len(MULTIGRID_ACTION_NAMES))
         if run.data.env == "multigrid":
             meanings = code_meanings(counts, MULTIGRID_ACTION_NAMES)
+            if not run.model.config.factored:
+                # One latent per scene: its "meaning" is only read against agent 0's action.
+                meanings = [f"agent 0 {m}" if "%" in m else "never inferred" for m in meanings]
     else:
         codes = run.model.infer_latent_actions(batch.codes).indices
         assert codes is not None
@@ -783,7 +791,7 @@ def locality_survey(
 
     def mean(items: list[Locality]) -> dict[str, float]:
         return {
-            key: round(float(np.mean([getattr(x, key) for x in items])), 5)
+            key: round(float(np.nanmean([getattr(x, key) for x in items])), 5)
             for key in ("changed_inside", "changed_outside", "mask_fraction")
         }
 

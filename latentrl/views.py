@@ -1,7 +1,7 @@
 """Latent-action views: slot-attention overlays, UMAP of latent actions, factor–entity
 correspondence and a DCI disentanglement score, plus labelled video grids.
 
-- *Attention overlay*: each slot gets a colour; a pixel shows the frame blended with the
+- *Attention overlay*: each slot gets a colour; a pixel shows the frame in grey blended with the
   attention-weighted mix of slot colours (slot attention sums to 1 over slots per token).
 - *UMAP* (FLAM project page): one point per (transition, slot) on held-out windows, coloured by
   the true action of the agent the slot is bound to at that transition (labels only colour the
@@ -15,7 +15,8 @@ correspondence and a DCI disentanglement score, plus labelled video grids.
   predictor per agent (its true action from every factor's latent action); disentanglement
   ``D = sum_k rho_k (1 - H_A(R_k. / sum_j R_kj))`` with ``rho_k`` factor ``k``'s share of the
   total importance; completeness ``C`` likewise per agent over factors; informativeness = the
-  predictors' held-out accuracy. Factors are aligned per window as above: FLAM's slots are
+  predictors' held-out accuracy (predictors: gradient-boosted trees, or an L1 logistic
+  regression where speed matters, as in the training logs). Factors are aligned per window as above: FLAM's slots are
   exchangeable, so raw slot ``k`` holds different agents in different episodes (also reported).
 
 Shapes: frames uint8 ``(t, h, w, c)``; attention ``(t, K, n)`` on a ``grid x grid`` token grid;
@@ -324,7 +325,8 @@ def umap_figure(
         sel = labels == a
         if sel.any():
             ax.scatter(*points[sel].T, s=4, color=cmap(a), label=name, alpha=0.7)
-    ax.set(title=title, xticks=[], yticks=[])
+    ax.set(xticks=[], yticks=[])
+    ax.set_title(title, fontsize=9)
     ax.legend(markerscale=3, fontsize=8, loc="best")
     if codes is not None:
         ax2 = axes[0, 1]
@@ -532,11 +534,8 @@ def correspondence_figure(
 
 
 # -- attention views -----------------------------------------------------------------------------
-def attention_rows(
-    frames: np.ndarray, attn: torch.Tensor, slot_names: Sequence[str] | None = None
-) -> list[np.ndarray]:
-    """[frames, overlay] rows for a grid, each ``(t, h, w, c)``."""
-    del slot_names  # the legend is drawn by :func:`attention_legend`
+def attention_rows(frames: np.ndarray, attn: torch.Tensor) -> list[np.ndarray]:
+    """[frames, overlay] rows for :func:`latentrl.viz.grid_frames`, each ``(t, h, w, c)``."""
     return [frames, attention_overlay(frames, attn)]
 
 
@@ -707,13 +706,15 @@ def latent_action_views(
     }
     if umap:
         points, labels, codes = umap_points(lat, max_points, seed)
-        what = (
-            "slot (transition, slot)" if lat.factored else "transition; colour = agent 0's action"
-        )
+        if lat.factored:
+            what = "one point per (transition, slot); colour = action of the slot's agent"
+        else:
+            # The joint action has 5^agents classes: too many colours.
+            what = "one point per transition; colour = agent 0's action"
         source = (
             "IDM output before the FSQ bottleneck" if lat.codes is not None else "latent action"
         )
-        title = f"UMAP of {kind} latent actions: one point per {what}\n({source})"
+        title = f"UMAP of {kind} latent actions ({source})\n{what}"
         images["umap"] = umap_figure(points, labels, codes, action_names, title)
         numbers["umap"] = {"points": len(points), "source": source}
     if lat.attn is not None:
@@ -721,6 +722,11 @@ def latent_action_views(
     aligned = dci(lat, aligned=True, predictor=predictor, seed=seed)
     raw = dci(lat, aligned=False, predictor=predictor, seed=seed) if lat.factored else aligned
     numbers["dci"] = {"aligned": aligned.as_dict(), "raw_slot_index": raw.as_dict()}
+    if not lat.factored:
+        numbers["dci"]["note"] = (
+            "one factor (the scene latent): each agent's importances sum to 1 on it, so "
+            "disentanglement is 0 by construction whenever any predictor uses it"
+        )
     panels = [("DCI importance R, aligned factors", aligned.importance, factor_names(lat, True))]
     if lat.match is not None and lat.attn is not None:
         k = lat.attn.shape[2]

@@ -85,6 +85,8 @@ def test_controllable_generation_lam_with_given_codes(runs: dict[str, Path]) -> 
     assert "one latent action per scene" in result["note"]
     (row,) = result["entities"]
     assert row["slots"] == [0] and row["codes"] == ["1", "2"]
+    # The scene latent's "entity" is the whole frame: nothing lies outside it.
+    assert row["changed_outside"] is None and row["mask_fraction"] == 1.0
     assert [r["codes"] for r in result["per_code"]] == [[str(c)] * 2 for c in range(9)]
     assert image_size(out_dir / "entities.png")[0] > 100
 
