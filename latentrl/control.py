@@ -658,7 +658,7 @@ def figure_rows(
     base = [
         Row("original video\n(tokenizer recon.)", gen.original),
         Row(
-            "every slot on its\ninferred actions",
+            "every slot on its\ninferred actions" if factored else "inferred scene\nlatent actions",
             np.concatenate([gen.original[:1], gen.reference_frames]),
             inferred,
         ),
