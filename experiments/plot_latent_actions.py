@@ -90,7 +90,8 @@ def main() -> None:
 
     dci = numbers["dci"]
     keys = ("disentanglement", "completeness", "informativeness", "chance")
-    print(json.dumps({"dci": {k: {m: v[m] for m in keys} for k, v in dci.items()}}, indent=2))
+    scores = {k: {m: v[m] for m in keys} for k, v in dci.items() if isinstance(v, dict)}
+    print(json.dumps({"dci": scores, "note": dci.get("note")}, indent=2))
     if "correspondence" in numbers:
         print("agent keeps its slot:", numbers["correspondence"]["agent_keeps_its_slot"])
     if "code_actions" in numbers:
