@@ -789,10 +789,13 @@ def locality_survey(
             )
             every.append(locality(run.decode(all_slots[0]), reference_frames, c.mask, run.grid))
 
-    def mean(items: list[Locality]) -> dict[str, float]:
-        return {
-            key: round(float(np.nanmean([getattr(x, key) for x in items])), 5)
-            for key in ("changed_inside", "changed_outside", "mask_fraction")
-        }
+    def mean(items: list[Locality]) -> dict[str, float | None]:
+        """Means over the cases where the region is not empty; None if it always is."""
+        out: dict[str, float | None] = {}
+        for key in ("changed_inside", "changed_outside", "mask_fraction"):
+            values = np.array([getattr(x, key) for x in items], dtype=np.float64)
+            finite = values[np.isfinite(values)]
+            out[key] = round(float(finite.mean()), 5) if len(finite) else None
+        return out
 
     return {"episodes": count, "steps": steps, "one_entity": mean(one), "every_slot": mean(every)}

@@ -238,7 +238,10 @@ def test_locality_survey_averages_agents_and_the_every_slot_contrast(tmp_path: P
     assert survey["episodes"] == 2 and survey["steps"] == 3
     for key in ("one_entity", "every_slot"):
         assert set(survey[key]) == {"changed_inside", "changed_outside", "mask_fraction"}
-        assert all(0.0 <= v <= 1.0 for v in survey[key].values())
+        # None: a region that is always empty (on a 4 x 4 grid, one token of margin around an
+        # untrained slot's tokens often covers the whole frame: no "outside" to average).
+        assert all(v is None or 0.0 <= v <= 1.0 for v in survey[key].values())
+        assert survey[key]["mask_fraction"] is not None
     # Same samples, same masks: the masks cover the same share of the frame in both.
     assert survey["one_entity"]["mask_fraction"] == survey["every_slot"]["mask_fraction"]
     with pytest.raises(ValueError, match="no slots"):
