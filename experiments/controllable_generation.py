@@ -2,7 +2,7 @@
 
     python experiments/controllable_generation.py runs/<flam run>
     python experiments/controllable_generation.py runs/<flam run> --slots all --steps 8
-    python experiments/controllable_generation.py runs/<flam run> --slots 4 --codes 3 3 5 5 1 1 0 0
+    python experiments/controllable_generation.py runs/<flam run> --slots 4 --steps 8 --codes 0 0 5 5 8 8 6 6
 
 From the first frame of a held-out video (the tokenizer run's ``codes/<split>.safetensors``) each
 controlled entity (default: each agent, i.e. the slots holding its token at the start frame)
