@@ -31,7 +31,7 @@ from agents.base import expert_agent, random_agent
 from agents.bc import BCConfig, bc_dataset_from_cache, train_bc
 from agents.evaluate import evaluate
 from agents.goal import GoalFrame
-from agents.planner import LatentPlanner, PlannerConfig
+from agents.planner import LatentPlanner, PlannerConfig, usable_codes
 from latentrl.config import from_dict, opt
 from latentrl.data.cache import FrameCache
 from latentrl.data.codes import CodeCache, encode_cache
@@ -43,6 +43,7 @@ from latentrl.runs import hardware, read_json, write_json
 from latentrl.stages import (
     load_tokenizer,
     model_config_for,
+    probe_batch,
     train_model_stage,
     train_tokenizer_stage,
 )
@@ -66,6 +67,11 @@ class PipelineConfig:
     label_fraction: float = opt(0.02, "fraction of random-play transitions with known actions")
     label_count: int = opt(0, "absolute number of labelled transitions (overrides the fraction)")
     episodes: int = opt(100, "evaluation episodes per agent (fixed seeds, same for every agent)")
+    planner_episodes: int = opt(
+        20,
+        "evaluation episodes of the planner (the first of the same seeds; it replans every step, "
+        "about 0.2 s per step on one CPU core)",
+    )
     methods: tuple[str, ...] = opt(
         ("expert", "random", "bc_true_actions", "bc_flam", "bc_lam", "planner_flam"),
         "which agents to build and evaluate",
@@ -310,13 +316,21 @@ def _latent_branch(
             "model_run": str(model_run),
         }
     if kind == "flam" and "planner_flam" in cfg.methods:
-        planner = LatentPlanner(model, tok, decoder, PlannerConfig(), cell_px=data.tile_size)
+        sample = probe_batch(train_codes, 4, 256, cfg.seed).codes
+        planner = LatentPlanner(
+            model,
+            tok,
+            decoder,
+            PlannerConfig(),
+            cell_px=data.tile_size,
+            usable_codes=usable_codes(model, sample),
+        )
 
         def goal_env() -> gym.Env[Any, Any]:
             return GoalFrame(gym.make(env_id(data), **env_kwargs(data)))
 
         plan_start = time.perf_counter()
-        figures = evaluate(planner, goal_env, cfg.episodes, EVAL_SEED)
+        figures = evaluate(planner, goal_env, cfg.planner_episodes, EVAL_SEED)
         results["planner_flam"] = {
             **figures,
             "decoder_accuracy": report.accuracy,

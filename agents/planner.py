@@ -5,13 +5,14 @@ initialised from the previous step's slots so each keeps its entity), searches l
 whose predicted next frame is closest to the goal image, decodes the chosen latent actions into
 real per-agent actions with the latent-action decoder, executes them, and replans.
 
-Search (``search="per-slot"``, the default): coordinate descent over slots. Every slot starts at
-its *null* latent action (the one the model infers for a transition that changes nothing); then,
-slot by slot, each of the C discrete codes is tried for that slot with the others held, and the
-best is kept. One sweep costs ``K * C`` predictions in one batch instead of the ``C ** K`` joint
-candidates, and it is what the factorization buys: a slot's action changes only that slot's
-entity, so the best action of one slot hardly depends on the others' (agents interact only when
-they collide). ``search="joint"`` scores every one of the C codes of a scene-level model (LAM has
+Search (``search="per-slot"``, the default): every slot starts at its *null* latent action (the
+one the model infers for a transition that changes nothing); then each of the C discrete codes
+is tried for each slot with the others held, all ``K * C`` candidates in one batch, and every
+slot whose best code improves on the current plan takes it. A sweep costs ``K * C`` predictions
+instead of the ``C ** K`` joint candidates, and it is what the factorization buys: a slot's
+action changes only that slot's entity, so the best action of one slot hardly depends on the
+others' (agents interact only when they collide). A second sweep (``sweeps``) re-scores from the
+combined plan. ``search="joint"`` scores every one of the C codes of a scene-level model (LAM has
 one latent action, so per-slot and joint coincide there).
 
 Score (:func:`goal_distance`): a candidate's predicted frame is decoded to pixels, split into one
@@ -53,9 +54,20 @@ class PlannerConfig:
     search: Literal["per-slot", "joint"] = opt(
         "per-slot", "per-slot coordinate descent (factored models) or all codes of one action"
     )
-    sweeps: int = opt(1, "coordinate-descent sweeps over the slots per step")
+    sweeps: int = opt(
+        2, "sweeps over the slots per step (each scores every slot's codes in one batch)"
+    )
     horizon: int = opt(1, "steps each candidate latent action is repeated when scored")
     blur_cells: float = opt(1.0, "Gaussian blur width (in cells) of the goal distance's pixel term")
+    conserve: float = opt(
+        2.0,
+        "weight of the colour-mass change between the current and the predicted frame: "
+        "entities neither appear nor vanish, so a prediction that creates or erases one "
+        "(a world model queried off its data) is penalised instead of rewarded",
+    )
+    min_code_share: float = opt(
+        0.01, "search only latent codes the model infers at least this often on its video"
+    )
 
 
 def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
@@ -140,6 +152,7 @@ class LatentPlanner:
         decoder: LatentDecoder,
         config: PlannerConfig,
         cell_px: int,
+        usable_codes: torch.Tensor | None = None,
     ) -> None:
         if model.config.bottleneck.num_codes is None:
             raise ValueError(
@@ -154,10 +167,11 @@ class LatentPlanner:
         self.config = config
         self.sigma_px = config.blur_cells * cell_px
         bottleneck = model.idm.bottleneck
-        self.codebook = bottleneck.codes_from_indices(
-            torch.arange(model.config.bottleneck.num_codes)
-        )
+        codes = torch.arange(model.config.bottleneck.num_codes)
+        self.code_indices = codes if usable_codes is None else usable_codes
+        self.codebook = bottleneck.codes_from_indices(self.code_indices)
         self._state: torch.Tensor | None = None
+        self._mass: torch.Tensor | None = None
 
     def reset(self, seed: int | None = None) -> None:
         """Forget the slots of the previous episode (the planner itself is deterministic)."""
@@ -202,27 +216,46 @@ class LatentPlanner:
             if step + 1 < self.config.horizon:
                 cur = self.model.encode_next(codes, predicted)
         frames = self.tokenizer.decode_indices(codes)
-        return goal_distance(frames, goal, self.sigma_px)
+        distance = goal_distance(frames, goal, self.sigma_px)
+        if self.config.conserve > 0 and self._mass is not None:
+            mass = colour_planes(frames, goal_palette(goal)).sum(dim=(-2, -1))
+            distance = distance + self.config.conserve * (mass - self._mass).abs().sum(-1)
+        return distance
 
     @torch.no_grad()
     def plan(self, state: torch.Tensor, null: torch.Tensor, goal: torch.Tensor) -> torch.Tensor:
-        """The chosen latent actions ``(1, k', d_a)``."""
+        """The chosen latent actions ``(1, k', d_a)``.
+
+        Per sweep, every (slot, code) change of the current plan is scored in one batch of
+        ``K * C`` predictions; each slot whose best code beats the current plan takes it, all at
+        once (the factorization makes the slots' choices nearly independent).
+        """
         c = self.codebook.shape[0]
         k = null.shape[1]
         if self.config.search == "joint" or k == 1:
             candidates = repeat(self.codebook, "c d -> c k d", k=k)
             return candidates[self._score(state, candidates, goal).argmin()][None]
         chosen = null.clone()
-        best = self._score(state, chosen, goal)[0]
+        eye = torch.eye(k, dtype=torch.bool)
         for _ in range(self.config.sweeps):
-            for slot in range(k):
-                candidates = repeat(chosen, "1 k d -> c k d", c=c).clone()
-                candidates[:, slot] = self.codebook
-                scores = self._score(state, candidates, goal)
-                i = int(scores.argmin())
-                if scores[i] < best:
-                    best = scores[i]
-                    chosen = candidates[i : i + 1]
+            current = self._score(state, chosen, goal)[0]
+            # candidates[s, j] = the plan with slot s switched to code j
+            candidates = repeat(chosen, "1 k d -> s j k d", s=k, j=c).clone()
+            swap = repeat(eye, "s k -> s j k d", j=c, d=self.codebook.shape[1])
+            codes = repeat(self.codebook, "j d -> s j k d", s=k, k=k)
+            candidates = torch.where(swap, codes, candidates)
+            scores = rearrange(
+                self._score(state, rearrange(candidates, "s j k d -> (s j) k d"), goal),
+                "(s j) -> s j",
+                s=k,
+            )
+            best, pick = scores.min(dim=1)
+            better = best < current
+            if not better.any():
+                break
+            new = chosen.clone()
+            new[0, better] = self.codebook[pick[better]]
+            chosen = new
         return chosen
 
     @torch.no_grad()
@@ -238,7 +271,26 @@ class LatentPlanner:
             torch.from_numpy(np.ascontiguousarray(info["goal_frame"]))[None, None]
         )
         goal = rearrange(goal, "1 1 c h w -> c h w")
+        now = self.tokenizer.decode_indices(codes)
+        self._mass = colour_planes(now, goal_palette(goal)).sum(dim=(-2, -1))
         chosen = self.plan(state, self._null_actions(codes, state), goal)
         logits = self.decoder(state, chosen)
         self._state = state
         return logits.argmax(-1)[0].cpu().numpy()
+
+
+@torch.no_grad()
+def usable_codes(
+    model: LatentActionModel, codes: torch.Tensor, min_share: float = 0.01
+) -> torch.Tensor:
+    """Latent code indices the model infers at least ``min_share`` of the time on windows of
+    its own (unlabelled) video ``codes (b, t, n)``: the codes that mean something. Codes it never
+    uses were never trained to move anything, and a planner that tries them queries the world
+    model off its data."""
+    indices = model.infer_latent_actions(codes).indices
+    if indices is None:
+        raise ValueError("usable_codes needs a model with discrete (fsq) latent actions")
+    counts = torch.bincount(indices.reshape(-1), minlength=model.config.bottleneck.num_codes)
+    share = counts.float() / counts.sum()
+    keep = torch.nonzero(share >= min_share).reshape(-1)
+    return keep if len(keep) else torch.arange(len(counts))
