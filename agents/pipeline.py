@@ -317,13 +317,14 @@ def _latent_branch(
         }
     if kind == "flam" and "planner_flam" in cfg.methods:
         sample = probe_batch(train_codes, 4, 256, cfg.seed).codes
+        planner_cfg = PlannerConfig()
         planner = LatentPlanner(
             model,
             tok,
             decoder,
-            PlannerConfig(),
+            planner_cfg,
             cell_px=data.tile_size,
-            usable_codes=usable_codes(model, sample),
+            usable_codes=usable_codes(model, sample, planner_cfg.min_code_share),
         )
 
         def goal_env() -> gym.Env[Any, Any]:

@@ -17,34 +17,15 @@ from latentrl.evaluation import (
     write_comparison,
     write_run_outputs,
 )
-from latentrl.presets import get_preset
-from latentrl.stages import train_model_stage, train_tokenizer_stage
+from tests.evaluation.tiny import tiny_runs
 
-TINY = get_preset("tiny")
 CONFIG = EvalConfig(windows=8, steps=10, seed=0, device="cpu")
 
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """A tokenizer run on 12 episodes of 12 steps and FLAM / WM runs of 3 steps on it."""
-    tmp = tmp_path_factory.mktemp("evaluate_run")
-    tokenizer = train_tokenizer_stage(
-        dataclasses.replace(TINY.data, episodes=12, steps=12),
-        TINY.tokenizer,
-        dataclasses.replace(TINY.tokenizer_train, steps=3, batch_size=8, media_every=0),
-        root=tmp / "data",
-        runs=tmp / "runs",
-    )
-    out = {"tokenizer": tokenizer, "data": tmp / "data", "tmp": tmp}
-    for kind in ("flam", "wm"):
-        out[kind] = train_model_stage(
-            dataclasses.replace(TINY.model, model=kind),
-            dataclasses.replace(TINY.train, steps=3, batch_size=4, media_every=0),
-            dataclasses.replace(TINY.stage, probe_windows=8),
-            tokenizer_run=tokenizer,
-            runs=tmp / "runs",
-        )
-    return out
+    return tiny_runs(tmp_path_factory.mktemp("evaluate_run"), ("flam", "wm"))
 
 
 def test_training_logs_cheap_world_model_figures(runs: dict[str, Path]) -> None:

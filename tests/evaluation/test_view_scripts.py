@@ -3,7 +3,6 @@ folders trained in this process (a tokenizer run and FLAM / LAM runs of 3 steps)
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import subprocess
@@ -13,11 +12,9 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from latentrl.presets import get_preset
-from latentrl.stages import train_model_stage, train_tokenizer_stage
+from tests.evaluation.tiny import tiny_runs
 
 ROOT = Path(__file__).resolve().parents[2]
-TINY = get_preset("tiny")
 
 pytestmark = pytest.mark.slow
 
@@ -35,24 +32,7 @@ def script(name: str, *args: str, cwd: Path) -> subprocess.CompletedProcess[str]
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    tmp = tmp_path_factory.mktemp("view_scripts")
-    tokenizer = train_tokenizer_stage(
-        dataclasses.replace(TINY.data, episodes=12, steps=12),
-        TINY.tokenizer,
-        dataclasses.replace(TINY.tokenizer_train, steps=3, batch_size=8, media_every=0),
-        root=tmp / "data",
-        runs=tmp / "runs",
-    )
-    out = {"tmp": tmp}
-    for kind in ("flam", "lam"):
-        out[kind] = train_model_stage(
-            dataclasses.replace(TINY.model, model=kind),
-            dataclasses.replace(TINY.train, steps=3, batch_size=4, media_every=0),
-            dataclasses.replace(TINY.stage, probe_windows=8),
-            tokenizer_run=tokenizer,
-            runs=tmp / "runs",
-        )
-    return out
+    return tiny_runs(tmp_path_factory.mktemp("view_scripts"), ("flam", "lam"))
 
 
 def image_size(path: Path) -> tuple[int, int]:
