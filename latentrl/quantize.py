@@ -36,6 +36,7 @@ class BottleneckConfig:
     dim: int = opt(8, "latent action dimension for the continuous kinds")
     beta: float = opt(0.01, "weight of the KL term (gaussian)")
     center: float = opt(0.0, "weight of the batch-mean penalty on fsq pre-quantization values")
+    norm: bool = opt(False, "fsq: batch-normalise pre-quantization values (no affine)")
     l1: float = opt(0.01, "weight of the L1 sparsity term (sparse)")
     vc: float = opt(0.01, "weight of the variance/covariance regulariser (sparse)")
 
@@ -83,6 +84,9 @@ class LatentBottleneck(nn.Module):
         self.config = config
         if config.kind == "fsq":
             self.proj = nn.Linear(d_in, len(config.fsq_levels))
+            # Without a learnable scale or shift no dimension can drift into tanh saturation:
+            # each keeps zero mean and unit variance over the batch, so its levels stay in use.
+            self.norm = nn.BatchNorm1d(len(config.fsq_levels), affine=False) if config.norm else None
             self.fsq = FSQ(
                 levels=list(config.fsq_levels),
                 preserve_symmetry=any(lv == 2 for lv in config.fsq_levels),
@@ -101,6 +105,8 @@ class LatentBottleneck(nn.Module):
         h = self.proj(x)
         if cfg.kind == "fsq":
             lead = h.shape[:-1]
+            if self.norm is not None:
+                h = self.norm(rearrange(h, "... d -> (...) d")).reshape(h.shape)
             codes, indices = self.fsq(rearrange(h, "... d -> (...) 1 d"))
             # A dimension whose values all sit deep in tanh saturation quantizes to one level
             # for every input and gets almost no gradient: a dead dimension (seen as FLAM runs

@@ -36,6 +36,11 @@ class ModelConfig:
         "fsq: weight of a penalty on each pre-quantization dimension's batch mean, which keeps "
         "a dimension from drifting into tanh saturation where every slot gets the same level",
     )
+    action_norm: bool = opt(
+        False,
+        "fsq: batch-normalise each pre-quantization dimension (no learnable scale or shift), so "
+        "that no dimension can sit at one level for every slot (a dead dimension)",
+    )
     l1: float = opt(0.01, "L1 weight (sparse)")
     vc: float = opt(0.01, "variance/covariance weight (sparse)")
     pos_init: Literal["sincos", "small"] = opt(
@@ -92,6 +97,7 @@ class ModelConfig:
             dim=self.action_dim,
             beta=self.beta,
             center=self.action_center,
+            norm=self.action_norm,
             l1=self.l1,
             vc=self.vc,
         )

@@ -147,3 +147,21 @@ def test_config_properties() -> None:
     assert BottleneckConfig(kind="fsq", fsq_levels=(2, 2, 3)).action_dim == 3
     assert BottleneckConfig(kind="gaussian", dim=7).action_dim == 7
     assert BottleneckConfig(kind="gaussian", dim=7).num_codes is None
+
+
+@pytest.mark.parametrize("norm", [False, True])
+def test_fsq_norm_revives_a_saturated_dimension(norm: bool) -> None:
+    # A projection whose first output sits deep in tanh saturation for every input: without the
+    # normalisation that dimension quantizes to one level (a dead dimension), with it the batch
+    # spreads over all three levels again.
+    torch.manual_seed(0)
+    bn = LatentBottleneck(8, BottleneckConfig(kind="fsq", fsq_levels=(3, 3), norm=norm))
+    with torch.no_grad():
+        bn.proj.bias[0] = -20.0
+    out = bn.train()(torch.randn(512, 8))
+    levels_used = torch.unique(out.actions[:, 0]).numel()
+    assert levels_used == (3 if norm else 1)
+    # Evaluation uses the running statistics, so one input's code does not depend on its batch.
+    bn.eval()
+    x = torch.randn(64, 8)
+    torch.testing.assert_close(bn(x).actions[:5], bn(x[:5]).actions)
