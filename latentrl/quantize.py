@@ -86,7 +86,9 @@ class LatentBottleneck(nn.Module):
             self.proj = nn.Linear(d_in, len(config.fsq_levels))
             # Without a learnable scale or shift no dimension can drift into tanh saturation:
             # each keeps zero mean and unit variance over the batch, so its levels stay in use.
-            self.norm = nn.BatchNorm1d(len(config.fsq_levels), affine=False) if config.norm else None
+            self.norm = (
+                nn.BatchNorm1d(len(config.fsq_levels), affine=False) if config.norm else None
+            )
             self.fsq = FSQ(
                 levels=list(config.fsq_levels),
                 preserve_symmetry=any(lv == 2 for lv in config.fsq_levels),
