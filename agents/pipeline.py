@@ -410,6 +410,10 @@ def run_pipeline(
     stage_seconds: dict[str, float] = {}
 
     kinds = [k for k in MODEL_KINDS if any(m.endswith(f"_{k}") for m in cfg.methods)]
+    # With one agent, equal total capacity is FLAM's per-action codebook: the same LAM.
+    same_lam = cfg.agents == 1 and "lam_capacity" in kinds and "lam" in kinds
+    if same_lam:
+        kinds.remove("lam_capacity")
     given = {"flam": cfg.flam_run, "lam": cfg.lam_run, "lam_capacity": ""}
     # Given runs are checked before anything long starts.
     checked = {k: check_model_run(Path(given[k]), data) for k in kinds if given[k]}
@@ -483,6 +487,8 @@ def run_pipeline(
             branch = fut.result()
             stage_seconds[f"decode_clone_evaluate_{kind}"] = branch.pop("_seconds")
             results.update(branch)
+    if same_lam and "bc_lam" in results:
+        results["bc_lam_capacity"] = {**results["bc_lam"], "same_as": "bc_lam"}
     summary: dict[str, Any] = {
         "env_id": env_id(data),
         "num_agents": cfg.agents,

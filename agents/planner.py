@@ -8,7 +8,8 @@ real per-agent actions with the latent-action decoder, executes them, and replan
 Search (``search="per-slot"``, the default): every slot starts at its *null* latent action (the
 one the model infers for a transition that changes nothing); then each of the C discrete codes
 is tried for each slot with the others held, all ``K * C`` candidates in one batch, and every
-slot whose best code improves on the current plan takes it. A sweep costs ``K * C`` predictions
+slot whose best code improves on the current plan takes it. Only *acting* slots are searched:
+those whose code can change a decoded real action (:meth:`LatentPlanner.acting_slots`). A sweep costs ``K * C`` predictions
 instead of the ``C ** K`` joint candidates, and it is what the factorization buys: a slot's
 action changes only that slot's entity, so the best action of one slot hardly depends on the
 others' (agents interact only when they collide). A second sweep (``sweeps``) re-scores from the
@@ -237,6 +238,7 @@ class LatentPlanner:
             return candidates[self._score(state, candidates, goal).argmin()][None]
         chosen = null.clone()
         eye = torch.eye(k, dtype=torch.bool)
+        active = self.acting_slots(state, null)
         for _ in range(self.config.sweeps):
             current = self._score(state, chosen, goal)[0]
             # candidates[s, j] = the plan with slot s switched to code j
@@ -249,6 +251,7 @@ class LatentPlanner:
                 "(s j) -> s j",
                 s=k,
             )
+            scores = scores.masked_fill(~active[:, None], float("inf"))
             best, pick = scores.min(dim=1)
             better = best < current
             if not better.any():
@@ -257,6 +260,26 @@ class LatentPlanner:
             new[0, better] = self.codebook[pick[better]]
             chosen = new
         return chosen
+
+    @torch.no_grad()
+    def acting_slots(self, state: torch.Tensor, null: torch.Tensor) -> torch.Tensor:
+        """Which slots ``(k,)`` can change what is executed: those for which some code, put in
+        place of the null action, changes the decoded action of some agent.
+
+        Only the decoder's actions reach the env. A slot whose code changes none of them (a
+        goal cell, the background, a spare slot) would let the search pick a prediction in
+        which, say, a goal slides toward its agent: it scores well and is never executed.
+        """
+        c = self.codebook.shape[0]
+        k = null.shape[1]
+        base = self.decoder(state, null).argmax(-1)  # (1, a)
+        plans = repeat(null, "1 k d -> s j k d", s=k, j=c).clone()
+        swap = repeat(torch.eye(k, dtype=torch.bool), "s k -> s j k d", j=c, d=null.shape[-1])
+        plans = torch.where(swap, repeat(self.codebook, "j d -> s j k d", s=k, k=k), plans)
+        flat = rearrange(plans, "s j k d -> (s j) k d")
+        decoded = self.decoder(repeat(state, "1 k d -> b k d", b=flat.shape[0]), flat).argmax(-1)
+        changed = rearrange((decoded != base).any(-1), "(s j) -> s j", s=k)
+        return changed.any(dim=1)
 
     @torch.no_grad()
     def act(self, obs: np.ndarray, info: dict[str, Any]) -> np.ndarray:

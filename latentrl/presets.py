@@ -3,9 +3,10 @@
 - ``tiny``: CPU minutes. MultiGrid ``Empty`` with 4 agents on 8x8 cells at 4 px (32x32 frames),
   random agents drawing a new action every step (``repeat=1``: with held actions the previous
   move, carried in the recurrent slot state, predicts the next one and the latent code only has
-  to encode changes); one token per cell. FLAM with positional slots, K = 8, 2 slot-attention
-  iterations per frame and a 2D action code (FSQ [3, 3], 9 codes; LAM gets the same codebook):
-  ~1900 steps, about 5 minutes on one CPU thread (docs/research/flam_library_tuning.md).
+  to encode changes); one token per cell. FLAM with positional slots, K = 12, 2 slot-attention
+  iterations per frame and a 2D action code (FSQ [3, 3], 9 codes, batch-normalised inputs; LAM
+  gets the same codebook): ~1900 steps, about 5 minutes on one CPU thread
+  (docs/research/flam_library_tuning.md, docs/research/flam_goal_action_norm.md).
 - ``paper-multigrid``: FLAM Table 4 (GPU): 32x32 cells at 128 px, d_model 256, 2 blocks, K = 4,
   action FSQ [2, 2], sub-trajectories of 10 frames with 5 prediction steps, sub-tokens [32, 32].
 - ``paper-procgen``: Table 4 for Procgen: K = 32, action FSQ [2, 2, 2, 2]; frames at 64 px
@@ -94,7 +95,9 @@ PRESETS: dict[str, Preset] = {
             checkpoint_every=200,
             media_every=500,
         ),
-        model=ModelConfig(num_slots=12, slot_iters=2, action_levels=(3, 3)),
+        # Batch-normalised FSQ inputs: without them a seed could leave its codes on one value
+        # for every slot (1-agent FLAM at chance on the probe for 1900 steps, seed 0).
+        model=ModelConfig(num_slots=12, slot_iters=2, action_levels=(3, 3), action_norm=True),
         train=TrainConfig(
             steps=1900,
             batch_size=32,

@@ -10,6 +10,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
+from einops import repeat
 
 import envs  # noqa: F401  (registers the MultiGrid ids)
 from agents.goal import GoalFrame
@@ -110,3 +111,29 @@ def test_per_slot_search_keeps_the_null_action_unless_a_code_scores_better() -> 
     assert best <= planner._score(state, null, goal)[0]
     action = planner.act(frame, {"goal_frame": frame})
     assert action.shape == (2,)
+
+
+def test_only_slots_that_change_a_decoded_action_are_searched() -> None:
+    # A decoder that reads slot 1's latent action alone: every other slot cannot change what is
+    # executed, so the search must leave them at their null action whatever the score says.
+    planner = _tiny_planner()
+    scale = torch.arange(5, dtype=torch.float32) - 2.0
+
+    def slot_one_decoder(states: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        logits = actions[:, 1, :1] * scale  # (b, v): the sign of slot 1's first value decides
+        return repeat(logits, "b v -> b a v", a=2)
+
+    planner.decoder = slot_one_decoder
+    planner.reset(0)
+    rng = np.random.default_rng(0)
+    frame = rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)
+    codes, state = planner._encode(frame)
+    null = planner._null_actions(codes, state)
+    active = planner.acting_slots(state, null)
+    assert active.tolist() == [k == 1 for k in range(null.shape[1])]
+    goal_frame = np.zeros((16, 16, 3), np.uint8)
+    goal_frame[4:8, 8:12] = (255, 0, 0)
+    goal = as_float(goal_frame)
+    chosen = planner.plan(state, null, goal)
+    others = [k for k in range(null.shape[1]) if k != 1]
+    torch.testing.assert_close(chosen[:, others], null[:, others])
