@@ -52,8 +52,11 @@ class LatentDecoder(Protocol):
 class PlannerConfig:
     """How the planner searches and scores."""
 
-    search: Literal["per-slot", "joint"] = opt(
-        "per-slot", "per-slot coordinate descent (factored models) or all codes of one action"
+    search: Literal["per-slot", "controller", "joint"] = opt(
+        "per-slot",
+        "per-slot coordinate descent over latent codes (factored models); controller: per agent, "
+        "each real action through the latent code the decoder reads as it; or all codes of one "
+        "action (scene models)",
     )
     sweeps: int = opt(
         2, "sweeps over the slots per step (each scores every slot's codes in one batch)"
@@ -160,7 +163,7 @@ class LatentPlanner:
                 "the planner searches discrete latent actions: train the model with "
                 "--action-kind fsq"
             )
-        if config.search == "per-slot" and not model.config.factored:
+        if config.search != "joint" and not model.config.factored:
             config = dataclasses.replace(config, search="joint")
         self.model = model.eval()
         self.tokenizer = tokenizer.eval()
@@ -231,25 +234,16 @@ class LatentPlanner:
         ``K * C`` predictions; each slot whose best code beats the current plan takes it, all at
         once (the factorization makes the slots' choices nearly independent).
         """
-        c = self.codebook.shape[0]
         k = null.shape[1]
         if self.config.search == "joint" or k == 1:
             candidates = repeat(self.codebook, "c d -> c k d", k=k)
             return candidates[self._score(state, candidates, goal).argmin()][None]
         chosen = null.clone()
-        eye = torch.eye(k, dtype=torch.bool)
         active = self.acting_slots(state, null)
         for _ in range(self.config.sweeps):
             current = self._score(state, chosen, goal)[0]
-            # candidates[s, j] = the plan with slot s switched to code j
-            candidates = repeat(chosen, "1 k d -> s j k d", s=k, j=c).clone()
-            swap = repeat(eye, "s k -> s j k d", j=c, d=self.codebook.shape[1])
-            codes = repeat(self.codebook, "j d -> s j k d", s=k, k=k)
-            candidates = torch.where(swap, codes, candidates)
             scores = rearrange(
-                self._score(state, rearrange(candidates, "s j k d -> (s j) k d"), goal),
-                "(s j) -> s j",
-                s=k,
+                self._score(state, self.single_swaps(chosen), goal), "(s j) -> s j", s=k
             )
             scores = scores.masked_fill(~active[:, None], float("inf"))
             best, pick = scores.min(dim=1)
@@ -270,16 +264,38 @@ class LatentPlanner:
         goal cell, the background, a spare slot) would let the search pick a prediction in
         which, say, a goal slides toward its agent: it scores well and is never executed.
         """
-        c = self.codebook.shape[0]
-        k = null.shape[1]
         base = self.decoder(state, null).argmax(-1)  # (1, a)
-        plans = repeat(null, "1 k d -> s j k d", s=k, j=c).clone()
-        swap = repeat(torch.eye(k, dtype=torch.bool), "s k -> s j k d", j=c, d=null.shape[-1])
-        plans = torch.where(swap, repeat(self.codebook, "j d -> s j k d", s=k, k=k), plans)
-        flat = rearrange(plans, "s j k d -> (s j) k d")
+        flat = self.single_swaps(null)
         decoded = self.decoder(repeat(state, "1 k d -> b k d", b=flat.shape[0]), flat).argmax(-1)
-        changed = rearrange((decoded != base).any(-1), "(s j) -> s j", s=k)
+        changed = rearrange((decoded != base).any(-1), "(s j) -> s j", s=null.shape[1])
         return changed.any(dim=1)
+
+    def single_swaps(self, plan: torch.Tensor) -> torch.Tensor:
+        """Every plan ``(k * C, k, d_a)`` that differs from ``plan`` ``(1, k, d_a)`` in one slot:
+        row ``s * C + j`` has slot ``s`` switched to code ``j``."""
+        c, k = self.codebook.shape[0], plan.shape[1]
+        plans = repeat(plan, "1 k d -> s j k d", s=k, j=c)
+        swap = repeat(torch.eye(k, dtype=torch.bool), "s k -> s j k d", j=c, d=plan.shape[-1])
+        plans = torch.where(swap, repeat(self.codebook, "j d -> s j k d", s=k, k=k), plans)
+        return rearrange(plans, "s j k d -> (s j) k d")
+
+    @torch.no_grad()
+    def control(self, state: torch.Tensor, null: torch.Tensor, goal: torch.Tensor) -> np.ndarray:
+        """Real actions ``(a,)`` chosen through a controller (real action -> latent action).
+
+        For each agent a and real action u, the controller is the one-slot change of the null
+        plan that the decoder reads most surely as "agent a does u" (the decoder, trained on the
+        labelled subset, knows which slot is which agent). Each of these ``a * v`` plans is
+        rolled through the world model and scored; each agent executes its best-scoring real
+        action, so what is executed is exactly what was scored, with no decoding afterwards.
+        """
+        flat = self.single_swaps(null)
+        probs = self.decoder(repeat(state, "1 k d -> b k d", b=flat.shape[0]), flat).softmax(-1)
+        _, pick = probs.max(dim=0)  # (a, v): the plan read most surely as agent a doing u
+        a, v = pick.shape
+        plans = flat[rearrange(pick, "a v -> (a v)")]
+        scores = rearrange(self._score(state, plans, goal), "(a v) -> a v", a=a, v=v)
+        return scores.argmin(dim=-1).cpu().numpy()
 
     @torch.no_grad()
     def act(self, obs: np.ndarray, info: dict[str, Any]) -> np.ndarray:
@@ -296,7 +312,11 @@ class LatentPlanner:
         goal = rearrange(goal, "1 1 c h w -> c h w")
         now = self.tokenizer.decode_indices(codes)
         self._mass = colour_planes(now, goal_palette(goal)).sum(dim=(-2, -1))
-        chosen = self.plan(state, self._null_actions(codes, state), goal)
+        null = self._null_actions(codes, state)
+        if self.config.search == "controller":
+            self._state = state
+            return self.control(state, null, goal)
+        chosen = self.plan(state, null, goal)
         logits = self.decoder(state, chosen)
         self._state = state
         return logits.argmax(-1)[0].cpu().numpy()

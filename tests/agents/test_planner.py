@@ -137,3 +137,28 @@ def test_only_slots_that_change_a_decoded_action_are_searched() -> None:
     chosen = planner.plan(state, null, goal)
     others = [k for k in range(null.shape[1]) if k != 1]
     torch.testing.assert_close(chosen[:, others], null[:, others])
+
+
+def test_controller_executes_the_real_action_whose_plan_scores_best() -> None:
+    # The decoder reads slot 1 alone (a positive first value means action 4, negative action 0);
+    # a score that prefers a large first value in slot 1 must make every agent execute 4.
+    planner = _tiny_planner()
+    planner.config = dataclasses.replace(planner.config, search="controller")
+    scale = torch.arange(5, dtype=torch.float32) - 2.0
+
+    def slot_one_decoder(states: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        return repeat(actions[:, 1, :1] * scale, "b v -> b a v", a=2)
+
+    def prefers_slot_one_up(state: torch.Tensor, plans: torch.Tensor, goal: torch.Tensor):
+        return -plans[:, 1, 0]
+
+    planner.decoder = slot_one_decoder
+    planner._score = prefers_slot_one_up  # type: ignore[method-assign]
+    planner.reset(0)
+    frame = np.zeros((16, 16, 3), np.uint8)
+    frame[4:8, 8:12] = (255, 0, 0)
+    action = planner.act(frame, {"goal_frame": frame})
+    assert action.tolist() == [4, 4]
+    # With the opposite preference the same controller picks action 0.
+    planner._score = lambda state, plans, goal: plans[:, 1, 0]  # type: ignore[method-assign]
+    assert planner.act(frame, {"goal_frame": frame}).tolist() == [0, 0]
