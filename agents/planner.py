@@ -69,6 +69,11 @@ class PlannerConfig:
         "entities neither appear nor vanish, so a prediction that creates or erases one "
         "(a world model queried off its data) is penalised instead of rewarded",
     )
+    group_cells: float = opt(
+        0.5,
+        "slots whose centroids are closer than this (in cells) hold one entity and are switched "
+        "together (0: every slot alone)",
+    )
     min_code_share: float = opt(
         0.01, "search only latent codes the model infers at least this often on its video"
     )
@@ -176,6 +181,7 @@ class LatentPlanner:
         self.codebook = bottleneck.codes_from_indices(self.code_indices)
         self._state: torch.Tensor | None = None
         self._mass: torch.Tensor | None = None
+        self._groups = torch.eye(model.config.num_slots, dtype=torch.bool)
 
     def reset(self, seed: int | None = None) -> None:
         """Forget the slots of the previous episode (the planner itself is deterministic)."""
@@ -251,7 +257,8 @@ class LatentPlanner:
             if not better.any():
                 break
             new = chosen.clone()
-            new[0, better] = self.codebook[pick[better]]
+            for slot in torch.nonzero(better).reshape(-1).tolist():
+                new[0, self._groups[slot]] = self.codebook[pick[slot]]
             chosen = new
         return chosen
 
@@ -270,12 +277,28 @@ class LatentPlanner:
         changed = rearrange((decoded != base).any(-1), "(s j) -> s j", s=null.shape[1])
         return changed.any(dim=1)
 
+    def entity_groups(self, state: torch.Tensor) -> torch.Tensor:
+        """``(k, k)`` bool: row ``s`` marks the slots that hold the same entity as slot ``s``.
+
+        Slot attention may give one agent two slots (both attend to its cell, both infer its
+        move, and the decoder learned to read them together). Changing one of them alone is a
+        plan the world model and the decoder never saw, so slots whose centroids lie within
+        ``group_cells`` of each other are switched together. Without centroids each slot is its
+        own group.
+        """
+        k = state.shape[1]
+        if not self.model.config.positional or self.config.group_cells <= 0:
+            return torch.eye(k, dtype=torch.bool)
+        centre = state[0, :, -2:]
+        return torch.cdist(centre, centre) < self.config.group_cells
+
     def single_swaps(self, plan: torch.Tensor) -> torch.Tensor:
-        """Every plan ``(k * C, k, d_a)`` that differs from ``plan`` ``(1, k, d_a)`` in one slot:
-        row ``s * C + j`` has slot ``s`` switched to code ``j``."""
+        """Every plan ``(k * C, k, d_a)`` that differs from ``plan`` ``(1, k, d_a)`` in one
+        entity: row ``s * C + j`` has slot ``s`` and the slots of its entity switched to code
+        ``j`` (see :meth:`entity_groups`)."""
         c, k = self.codebook.shape[0], plan.shape[1]
         plans = repeat(plan, "1 k d -> s j k d", s=k, j=c)
-        swap = repeat(torch.eye(k, dtype=torch.bool), "s k -> s j k d", j=c, d=plan.shape[-1])
+        swap = repeat(self._groups, "s k -> s j k d", j=c, d=plan.shape[-1])
         plans = torch.where(swap, repeat(self.codebook, "j d -> s j k d", s=k, k=k), plans)
         return rearrange(plans, "s j k d -> (s j) k d")
 
@@ -283,16 +306,23 @@ class LatentPlanner:
     def control(self, state: torch.Tensor, null: torch.Tensor, goal: torch.Tensor) -> np.ndarray:
         """Real actions ``(a,)`` chosen through a controller (real action -> latent action).
 
-        For each agent a and real action u, the controller is the one-slot change of the null
-        plan that the decoder reads most surely as "agent a does u" (the decoder, trained on the
-        labelled subset, knows which slot is which agent). Each of these ``a * v`` plans is
+        For each agent a and real action u, the controller is the one-entity change of the null
+        plan that the decoder reads most surely as "agent a does u, every other agent does as
+        under the null plan" (the decoder, trained on the labelled subset, knows which slot is
+        which agent). Each of these ``a * v`` plans is
         rolled through the world model and scored; each agent executes its best-scoring real
         action, so what is executed is exactly what was scored, with no decoding afterwards.
         """
         flat = self.single_swaps(null)
-        probs = self.decoder(repeat(state, "1 k d -> b k d", b=flat.shape[0]), flat).softmax(-1)
-        _, pick = probs.max(dim=0)  # (a, v): the plan read most surely as agent a doing u
-        a, v = pick.shape
+        logp = self.decoder(repeat(state, "1 k d -> b k d", b=flat.shape[0]), flat)
+        logp = logp.log_softmax(-1)  # (n, a, v)
+        a, v = logp.shape[1:]
+        # Agent a doing u while every other agent does what it does under the null plan: a
+        # plan that also moves another agent would be scored for that agent's move too.
+        base = self.decoder(state, null).argmax(-1)[0]  # (a,)
+        keep = logp[:, torch.arange(a), base]  # (n, a)
+        others = keep.sum(-1, keepdim=True) - keep
+        pick = (logp + others[..., None]).argmax(dim=0)  # (a, v)
         plans = flat[rearrange(pick, "a v -> (a v)")]
         scores = rearrange(self._score(state, plans, goal), "(a v) -> a v", a=a, v=v)
         return scores.argmin(dim=-1).cpu().numpy()
@@ -313,6 +343,7 @@ class LatentPlanner:
         now = self.tokenizer.decode_indices(codes)
         self._mass = colour_planes(now, goal_palette(goal)).sum(dim=(-2, -1))
         null = self._null_actions(codes, state)
+        self._groups = self.entity_groups(state)
         if self.config.search == "controller":
             self._state = state
             return self.control(state, null, goal)

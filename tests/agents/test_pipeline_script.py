@@ -79,10 +79,11 @@ def test_model_trained_on_another_agent_count_is_refused(tmp_path: Path) -> None
 @pytest.mark.slow
 @pytest.mark.xfail(
     run=False,
-    reason="target not met yet (issue 5): with this setting the planner solved 0.10 of episodes "
-    "against 0.33 for random play (measured 2026-11-21, 269 s); the same search with the true "
-    "simulator as model solves 0.875 of 4-agent episodes, so the world model's counterfactual "
-    "predictions are what fails. Remove this marker when the planner beats random.",
+    reason="target not met yet (issue 5): with this setting the planner solved 0.05 of episodes "
+    "against 0.33 for random play (measured 2026-11-28 with action norm and acting-slot search, "
+    "186 s; 0.10 on 2026-11-21 before them). Its moves are often right but the pixel score of an "
+    "imperfect prediction picks wrong ones near the goal (README, 'The planner does not work "
+    "yet'). Remove this marker when the planner beats random.",
 )
 def test_planner_with_a_trained_world_model_beats_random_on_one_agent(tmp_path: Path) -> None:
     out = run_script(

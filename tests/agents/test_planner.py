@@ -162,3 +162,27 @@ def test_controller_executes_the_real_action_whose_plan_scores_best() -> None:
     # With the opposite preference the same controller picks action 0.
     planner._score = lambda state, plans, goal: plans[:, 1, 0]  # type: ignore[method-assign]
     assert planner.act(frame, {"goal_frame": frame}).tolist() == [0, 0]
+
+
+def test_slots_on_one_entity_are_switched_together() -> None:
+    # Slots 0 and 1 sit on the same cell (one agent held by two slots), slot 2 elsewhere.
+    planner = _tiny_planner()
+    d = planner.model.config.d_model
+    state = torch.zeros(1, 3, d + 2)
+    state[0, :, -2:] = torch.tensor([[1.0, 1.0], [1.2, 1.1], [3.0, 3.0]])
+    groups = planner.entity_groups(state)
+    assert groups.tolist() == [[True, True, False], [True, True, False], [False, False, True]]
+    planner._groups = groups
+    null = torch.zeros(1, 3, planner.codebook.shape[1])
+    swaps = planner.single_swaps(null)
+    c = planner.codebook.shape[0]
+    assert swaps.shape == (3 * c, 3, planner.codebook.shape[1])
+    for j in range(c):
+        torch.testing.assert_close(swaps[j, 0], planner.codebook[j])  # slot 0 ...
+        torch.testing.assert_close(swaps[j, 1], planner.codebook[j])  # ... takes its twin along
+        torch.testing.assert_close(swaps[j, 2], null[0, 2])
+        torch.testing.assert_close(swaps[2 * c + j, 2], planner.codebook[j])
+        torch.testing.assert_close(swaps[2 * c + j, :2], null[0, :2])
+    # Without centroid grouping every slot is its own entity.
+    planner.config = dataclasses.replace(planner.config, group_cells=0.0)
+    assert planner.entity_groups(state).tolist() == torch.eye(3, dtype=torch.bool).tolist()
