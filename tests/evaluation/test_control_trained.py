@@ -30,13 +30,15 @@ from latentrl.models import LatentActionModel, ModelConfig, build_model
 
 pytestmark = pytest.mark.slow
 
-AGENTS, SIZE, SLOTS, STEPS, TRAIN_STEPS = 2, 8, 8, 8, 200
+AGENTS, SIZE, SLOTS, STEPS, TRAIN_STEPS = 2, 8, 8, 8, 400
 PALETTE = np.array([[0, 0, 0], [100, 100, 100], [230, 40, 40], [40, 230, 40]], np.uint8)
 # Frames are drawn losslessly from codes, so a far pixel differs only where the model changed a
 # code away from the controlled entity. Allowed: half a cell (1/128 of the frame) per frame on
 # average, for an entity pushed into a neighbour that then lands beyond the one-token margin.
-# Measured (200 steps, 16 episodes): 0.0 when one agent is controlled, 0.021 (2.7x the
-# tolerance) when every slot is.
+# Measured (200 steps, 16 episodes, 2026-11-21): 0.0 when one agent is controlled, 0.021 (2.7x
+# the tolerance) when every slot is. On 2026-11-28, on another machine of the same kind, the
+# same 200 steps gave 0.024 (the model is trained in the test, and floating-point order differs
+# between CPUs), 0.0079 with action norm; with action norm and 400 steps the test passes.
 TOLERANCE = 1 / 128
 
 
@@ -80,6 +82,7 @@ def trained() -> tuple[LatentActionModel, CodeCache]:
         num_slots=SLOTS,
         slot_iters=2,
         action_levels=(3, 3),
+        action_norm=True,
         subtokens=(),
         codebook_size=len(PALETTE),
         code_dim=8,
