@@ -107,10 +107,7 @@ def pipeline_preset(cfg: PipelineConfig) -> Preset:
         episodes=cfg.wm_episodes or base.data.episodes,
         seed=0,
     )
-    # Batch-normalised FSQ inputs (both latent models): on this task FLAM seed 0 without it
-    # kept one FSQ dimension at one level for every slot (a dead dimension; probe 0.64 at 1900
-    # steps), with it the same seed reached 0.93 (docs/research/flam_goal_action_norm.md).
-    model = dataclasses.replace(base.model, action_norm=True)
+    model = base.model
     if cfg.agents + 4 > model.num_slots and cfg.preset == "tiny":
         # Goal cells are objects too: leave slots for every agent, its goal and the background.
         model = dataclasses.replace(model, num_slots=2 * cfg.agents + 4)

@@ -9,8 +9,9 @@ Search (``search="per-slot"``, the default): every slot starts at its *null* lat
 one the model infers for a transition that changes nothing); then each of the C discrete codes
 is tried for each slot with the others held, all ``K * C`` candidates in one batch, and every
 slot whose best code improves on the current plan takes it. Only *acting* slots are searched:
-those whose code can change a decoded real action (:meth:`LatentPlanner.acting_slots`). A sweep costs ``K * C`` predictions
-instead of the ``C ** K`` joint candidates, and it is what the factorization buys: a slot's
+those whose code can change a decoded real action (:meth:`LatentPlanner.acting_slots`); slots
+on one entity switch together (:meth:`LatentPlanner.entity_groups`). A sweep costs ``K * C``
+predictions instead of the ``C ** K`` joint candidates, and it is what the factorization buys: a slot's
 action changes only that slot's entity, so the best action of one slot hardly depends on the
 others' (agents interact only when they collide). A second sweep (``sweeps``) re-scores from the
 combined plan. ``search="joint"`` scores every one of the C codes of a scene-level model (LAM has
@@ -181,7 +182,6 @@ class LatentPlanner:
         self.codebook = bottleneck.codes_from_indices(self.code_indices)
         self._state: torch.Tensor | None = None
         self._mass: torch.Tensor | None = None
-        self._groups = torch.eye(model.config.num_slots, dtype=torch.bool)
 
     def reset(self, seed: int | None = None) -> None:
         """Forget the slots of the previous episode (the planner itself is deterministic)."""
@@ -245,11 +245,12 @@ class LatentPlanner:
             candidates = repeat(self.codebook, "c d -> c k d", k=k)
             return candidates[self._score(state, candidates, goal).argmin()][None]
         chosen = null.clone()
+        groups = self.entity_groups(state)
         active = self.acting_slots(state, null)
         for _ in range(self.config.sweeps):
             current = self._score(state, chosen, goal)[0]
             scores = rearrange(
-                self._score(state, self.single_swaps(chosen), goal), "(s j) -> s j", s=k
+                self._score(state, self.single_swaps(chosen, groups), goal), "(s j) -> s j", s=k
             )
             scores = scores.masked_fill(~active[:, None], float("inf"))
             best, pick = scores.min(dim=1)
@@ -258,7 +259,7 @@ class LatentPlanner:
                 break
             new = chosen.clone()
             for slot in torch.nonzero(better).reshape(-1).tolist():
-                new[0, self._groups[slot]] = self.codebook[pick[slot]]
+                new[0, groups[slot]] = self.codebook[pick[slot]]
             chosen = new
         return chosen
 
@@ -272,7 +273,7 @@ class LatentPlanner:
         which, say, a goal slides toward its agent: it scores well and is never executed.
         """
         base = self.decoder(state, null).argmax(-1)  # (1, a)
-        flat = self.single_swaps(null)
+        flat = self.single_swaps(null, self.entity_groups(state))
         decoded = self.decoder(repeat(state, "1 k d -> b k d", b=flat.shape[0]), flat).argmax(-1)
         changed = rearrange((decoded != base).any(-1), "(s j) -> s j", s=null.shape[1])
         return changed.any(dim=1)
@@ -292,13 +293,13 @@ class LatentPlanner:
         centre = state[0, :, -2:]
         return torch.cdist(centre, centre) < self.config.group_cells
 
-    def single_swaps(self, plan: torch.Tensor) -> torch.Tensor:
+    def single_swaps(self, plan: torch.Tensor, groups: torch.Tensor) -> torch.Tensor:
         """Every plan ``(k * C, k, d_a)`` that differs from ``plan`` ``(1, k, d_a)`` in one
-        entity: row ``s * C + j`` has slot ``s`` and the slots of its entity switched to code
-        ``j`` (see :meth:`entity_groups`)."""
+        entity: row ``s * C + j`` has slot ``s`` and the slots ``groups[s]`` of its entity
+        (:meth:`entity_groups`, ``(k, k)``) switched to code ``j``."""
         c, k = self.codebook.shape[0], plan.shape[1]
         plans = repeat(plan, "1 k d -> s j k d", s=k, j=c)
-        swap = repeat(self._groups, "s k -> s j k d", j=c, d=plan.shape[-1])
+        swap = repeat(groups, "s k -> s j k d", j=c, d=plan.shape[-1])
         plans = torch.where(swap, repeat(self.codebook, "j d -> s j k d", s=k, k=k), plans)
         return rearrange(plans, "s j k d -> (s j) k d")
 
@@ -309,11 +310,11 @@ class LatentPlanner:
         For each agent a and real action u, the controller is the one-entity change of the null
         plan that the decoder reads most surely as "agent a does u, every other agent does as
         under the null plan" (the decoder, trained on the labelled subset, knows which slot is
-        which agent). Each of these ``a * v`` plans is
-        rolled through the world model and scored; each agent executes its best-scoring real
-        action, so what is executed is exactly what was scored, with no decoding afterwards.
+        which agent). Each of these ``a * v`` plans is rolled through the world model and
+        scored; each agent executes its best-scoring real action, so what is executed is exactly
+        what was scored, with no decoding afterwards.
         """
-        flat = self.single_swaps(null)
+        flat = self.single_swaps(null, self.entity_groups(state))
         logp = self.decoder(repeat(state, "1 k d -> b k d", b=flat.shape[0]), flat)
         logp = logp.log_softmax(-1)  # (n, a, v)
         a, v = logp.shape[1:]
@@ -343,7 +344,6 @@ class LatentPlanner:
         now = self.tokenizer.decode_indices(codes)
         self._mass = colour_planes(now, goal_palette(goal)).sum(dim=(-2, -1))
         null = self._null_actions(codes, state)
-        self._groups = self.entity_groups(state)
         if self.config.search == "controller":
             self._state = state
             return self.control(state, null, goal)

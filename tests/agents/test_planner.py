@@ -117,6 +117,9 @@ def test_only_slots_that_change_a_decoded_action_are_searched() -> None:
     # A decoder that reads slot 1's latent action alone: every other slot cannot change what is
     # executed, so the search must leave them at their null action whatever the score says.
     planner = _tiny_planner()
+    # An untrained model's slots all sit at the frame's centre and would form one entity group:
+    # grouping off, so that each slot is tried alone (grouping has its own test below).
+    planner.config = dataclasses.replace(planner.config, group_cells=0.0)
     scale = torch.arange(5, dtype=torch.float32) - 2.0
 
     def slot_one_decoder(states: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
@@ -172,9 +175,8 @@ def test_slots_on_one_entity_are_switched_together() -> None:
     state[0, :, -2:] = torch.tensor([[1.0, 1.0], [1.2, 1.1], [3.0, 3.0]])
     groups = planner.entity_groups(state)
     assert groups.tolist() == [[True, True, False], [True, True, False], [False, False, True]]
-    planner._groups = groups
     null = torch.zeros(1, 3, planner.codebook.shape[1])
-    swaps = planner.single_swaps(null)
+    swaps = planner.single_swaps(null, groups)
     c = planner.codebook.shape[0]
     assert swaps.shape == (3 * c, 3, planner.codebook.shape[1])
     for j in range(c):
