@@ -13,8 +13,9 @@ import torch
 from einops import repeat
 
 import envs  # noqa: F401  (registers the MultiGrid ids)
+from agents.entities import entity_goal
 from agents.goal import GoalFrame
-from agents.planner import LatentPlanner, PlannerConfig, goal_distance
+from agents.planner import LatentPlanner, PlanGoal, PlannerConfig, goal_distance, goal_palette
 from latentrl.models import build_model
 from latentrl.stages import code_features
 from latentrl.tokenizer import Tokenizer, TokenizerConfig
@@ -60,7 +61,18 @@ def test_goal_frame_wrapper_gives_the_solved_picture() -> None:
         GoalFrame(gym.make("CartPole-v1"))
 
 
+def _entity_frames(size: int = 16) -> tuple[np.ndarray, np.ndarray]:
+    """A frame with one red agent in cell (1, 1) and its goal image with it in cell (1, 3)
+    (4-pixel cells, the agent filling the middle 2 x 2 pixels)."""
+    frame = np.zeros((size, size, 3), np.uint8)
+    goal = frame.copy()
+    frame[5:7, 5:7] = (255, 45, 0)
+    goal[5:7, 13:15] = (255, 45, 0)
+    return frame, goal
+
+
 def _tiny_planner(frame_size: int = 16) -> LatentPlanner:
+    torch.manual_seed(0)
     tok = Tokenizer(
         TokenizerConfig(
             encoder="patch",
@@ -100,17 +112,20 @@ def test_planner_needs_the_goal_image() -> None:
 
 def test_per_slot_search_keeps_the_null_action_unless_a_code_scores_better() -> None:
     planner = _tiny_planner()
+    planner.config = dataclasses.replace(planner.config, search="per-slot")
     planner.reset(0)
-    frame = np.zeros((16, 16, 3), np.uint8)
+    frame, goal_frame = _entity_frames()
     codes, state = planner._encode(frame)
     null = planner._null_actions(codes, state)
-    goal = as_float(frame)
-    chosen = planner.plan(state, null, goal)
-    assert chosen.shape == null.shape
-    best = planner._score(state, chosen, goal)[0]
-    assert best <= planner._score(state, null, goal)[0]
-    action = planner.act(frame, {"goal_frame": frame})
-    assert action.shape == (2,)
+    for score in ("slots", "pixels"):
+        planner.config = dataclasses.replace(planner.config, score=score)
+        goal = planner.goal_of(frame, state, null, goal_frame)
+        chosen = planner.plan(state, null, goal)
+        assert chosen.shape == null.shape
+        best = planner._score(state, chosen, goal)[0]
+        assert best <= planner._score(state, null, goal)[0]
+        action = planner.act(frame, {"goal_frame": goal_frame})
+        assert action.shape == (2,)
 
 
 def test_only_slots_that_change_a_decoded_action_are_searched() -> None:
@@ -127,6 +142,7 @@ def test_only_slots_that_change_a_decoded_action_are_searched() -> None:
         return repeat(logits, "b v -> b a v", a=2)
 
     planner.decoder = slot_one_decoder
+    planner.config = dataclasses.replace(planner.config, search="per-slot", score="pixels")
     planner.reset(0)
     rng = np.random.default_rng(0)
     frame = rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)
@@ -136,35 +152,39 @@ def test_only_slots_that_change_a_decoded_action_are_searched() -> None:
     assert active.tolist() == [k == 1 for k in range(null.shape[1])]
     goal_frame = np.zeros((16, 16, 3), np.uint8)
     goal_frame[4:8, 8:12] = (255, 0, 0)
-    goal = as_float(goal_frame)
-    chosen = planner.plan(state, null, goal)
+    chosen = planner.plan(state, null, planner.goal_of(frame, state, null, goal_frame))
     others = [k for k in range(null.shape[1]) if k != 1]
     torch.testing.assert_close(chosen[:, others], null[:, others])
 
 
+def _two_slot_decoder(states: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+    """Agent 0 reads slot 1, agent 1 reads slot 2: a positive first value means action 4, a
+    negative one action 0, and no value means 1-3 (use with grouping off: the untrained model's
+    slots share a centroid)."""
+    scale = torch.tensor([-8.0, -8.0, -8.0, -8.0, 8.0])
+    never = torch.tensor([1.0, -20.0, -20.0, -20.0, 0.0])  # a zero value reads as 0
+    return actions[:, 1:3, :1] * scale + never
+
+
 def test_controller_executes_the_real_action_whose_plan_scores_best() -> None:
-    # The decoder reads slot 1 alone (a positive first value means action 4, negative action 0);
-    # a score that prefers a large first value in slot 1 must make every agent execute 4.
+    # A score that prefers large first values in slots 1 and 2 must make both agents execute 4.
     planner = _tiny_planner()
-    planner.config = dataclasses.replace(planner.config, search="controller")
-    scale = torch.arange(5, dtype=torch.float32) - 2.0
+    planner.config = dataclasses.replace(planner.config, search="controller", group_cells=0.0)
 
-    def slot_one_decoder(states: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
-        return repeat(actions[:, 1, :1] * scale, "b v -> b a v", a=2)
+    def prefers_up(state: torch.Tensor, plans: torch.Tensor, goal: PlanGoal) -> torch.Tensor:
+        return -plans[:, 1:3, 0].sum(-1)
 
-    def prefers_slot_one_up(state: torch.Tensor, plans: torch.Tensor, goal: torch.Tensor):
-        return -plans[:, 1, 0]
-
-    planner.decoder = slot_one_decoder
-    planner._score = prefers_slot_one_up  # type: ignore[method-assign]
+    planner.decoder = _two_slot_decoder
+    planner._score = prefers_up  # type: ignore[method-assign]
     planner.reset(0)
-    frame = np.zeros((16, 16, 3), np.uint8)
-    frame[4:8, 8:12] = (255, 0, 0)
-    action = planner.act(frame, {"goal_frame": frame})
+    frame, goal_frame = _entity_frames()
+    action = planner.act(frame, {"goal_frame": goal_frame})
     assert action.tolist() == [4, 4]
-    # With the opposite preference the same controller picks action 0.
-    planner._score = lambda state, plans, goal: plans[:, 1, 0]  # type: ignore[method-assign]
-    assert planner.act(frame, {"goal_frame": frame}).tolist() == [0, 0]
+    # A score that prefers slots 1 and 2 unchanged picks the null plan, action 0 (a new
+    # episode: the same frame twice in one episode would be a cycle, see the escape test).
+    planner._score = lambda state, plans, goal: plans[:, 1:3, 0].abs().sum(-1)  # type: ignore[method-assign]
+    planner.reset(0)
+    assert planner.act(frame, {"goal_frame": goal_frame}).tolist() == [0, 0]
 
 
 def test_slots_on_one_entity_are_switched_together() -> None:
@@ -188,3 +208,110 @@ def test_slots_on_one_entity_are_switched_together() -> None:
     # Without centroid grouping every slot is its own entity.
     planner.config = dataclasses.replace(planner.config, group_cells=0.0)
     assert planner.entity_groups(state).tolist() == torch.eye(3, dtype=torch.bool).tolist()
+
+
+def test_entities_are_found_where_the_env_put_the_agents_and_their_goals() -> None:
+    env = gym.make("MultiGrid-Goal-8x8-N4-v0", tile_size=4).unwrapped
+    obs, _ = env.reset(seed=5)
+    frame, goal = as_float(obs), as_float(env.goal_frame())
+    # One token per 4-pixel cell (grid 8 on a 32-pixel frame): token units are cells.
+    found = entity_goal(frame, goal, goal_palette(goal), cell_px=4, grid=8)
+    yx = [[float(y), float(x)] for x, y in env.agent_pos]
+    goal_yx = [[float(y), float(x)] for x, y in env.goal_pos]
+    assert sorted(found.now.tolist()) == sorted(yx)
+    assert sorted(found.target.tolist()) == sorted(goal_yx)
+    # Pairs stay index-aligned: each agent's position goes with its own goal.
+    pairs = sorted(
+        zip(map(tuple, found.now.tolist()), map(tuple, found.target.tolist()), strict=True)
+    )
+    assert pairs == sorted(zip(map(tuple, yx), map(tuple, goal_yx), strict=True))
+    # Token units of a coarser grid (two cells per token) halve the coordinates.
+    coarse = entity_goal(frame, goal, goal_palette(goal), cell_px=4, grid=4)
+    torch.testing.assert_close(coarse.now, (found.now - 0.5) / 2)
+    with pytest.raises(ValueError, match="no entity of the goal image"):
+        entity_goal(torch.zeros_like(frame), goal, goal_palette(goal), cell_px=4, grid=8)
+
+
+def test_slot_score_prefers_the_move_that_brings_the_entity_toward_its_goal() -> None:
+    # A world model whose forward dynamics move each slot's centroid sideways by its latent
+    # action's first value: the entity's slot moving right (toward its goal) must score best.
+    planner = _tiny_planner()
+    model = planner.model
+
+    def shift(states: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        out = states.clone()
+        out[..., -1] = states[..., -1] + actions[..., 0]
+        return out
+
+    model.predict_next = shift  # type: ignore[method-assign]
+    frame, goal_frame = _entity_frames()
+    planner.reset(0)
+    codes, state = planner._encode(frame)
+    goal = planner.goal_of(frame, state, planner._null_actions(codes, state), goal_frame)
+    assert goal.entities is not None and goal.slots is not None
+    assert goal.entities.now.tolist() == [[1.0, 1.0]]
+    assert goal.entities.target.tolist() == [[1.0, 3.0]]
+    slot = int(goal.slots[0])
+    moves = torch.tensor([0.0, 1.0, -1.0, 2.0, 3.0])
+    actions = torch.zeros(len(moves), state.shape[1], planner.codebook.shape[1])
+    actions[:, slot, 0] = moves
+    scores = planner._score(state, actions, goal)
+    torch.testing.assert_close(scores, torch.tensor([2.0, 1.0, 3.0, 0.0, 1.0]))
+    # Moving another slot changes nothing: only the entity's own slot is read.
+    other = torch.zeros(1, state.shape[1], planner.codebook.shape[1])
+    other[0, (slot + 1) % state.shape[1], 0] = 2.0
+    assert planner._score(state, other, goal).item() == pytest.approx(2.0)
+
+
+def test_slot_score_needs_positional_slots() -> None:
+    planner = _tiny_planner()
+    model = build_model(
+        dataclasses.replace(planner.model.config, pos_slots=False), code_features(planner.tokenizer)
+    )
+    with pytest.raises(ValueError, match="score='pixels'"):
+        LatentPlanner(model, planner.tokenizer, planner.decoder, PlannerConfig(), cell_px=4)
+
+
+def test_slot_score_holds_slots_at_their_null_action() -> None:
+    # The learned centroid move of the null code need not be zero; a slot left at its null
+    # action must still count as standing still.
+    planner = _tiny_planner()
+
+    def drift(states: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        out = states.clone()
+        out[..., -1] = states[..., -1] + 1.0  # every code, the null one too, moves right
+        return out
+
+    planner.model.predict_next = drift  # type: ignore[method-assign]
+    frame, goal_frame = _entity_frames()
+    planner.reset(0)
+    codes, state = planner._encode(frame)
+    null = planner._null_actions(codes, state)
+    goal = planner.goal_of(frame, state, null, goal_frame)
+    assert planner._score(state, null, goal).item() == pytest.approx(2.0)  # held: no move
+    assert goal.slots is not None
+    moved = null.clone()
+    moved[0, int(goal.slots[0])] = null[0, int(goal.slots[0])] + 1.0
+    assert planner._score(state, moved, goal).item() == pytest.approx(1.0)
+
+
+def test_controller_draws_only_on_a_frame_seen_before_in_the_episode() -> None:
+    planner = _tiny_planner()
+    planner.config = dataclasses.replace(planner.config, escape_temperature=1e6, group_cells=0.0)
+    planner.decoder = _two_slot_decoder
+    planner._score = lambda state, plans, goal: -plans[:, 1:3, 0].sum(-1)  # type: ignore[method-assign]
+    frame, goal_frame = _entity_frames()
+    info = {"goal_frame": goal_frame}
+    firsts, repeats = set(), set()
+    for seed in range(8):
+        planner.reset(seed)
+        firsts.add(tuple(planner.act(frame, info).tolist()))
+        repeats.add(tuple(planner.act(frame, info).tolist()))
+    assert firsts == {(4, 4)}  # a new frame: always the best-scoring action
+    assert len(repeats) > 1  # the same frame again: a draw (flat at this temperature)
+    # The draws are seeded by reset(seed): the same seed replays them.
+    runs = []
+    for _ in range(2):
+        planner.reset(3)
+        runs.append([planner.act(frame, info).tolist() for _ in range(4)])
+    assert runs[0] == runs[1]
