@@ -94,6 +94,8 @@ class PipelineConfig:
     )
     jobs: int = opt(2, "processes for the parallel stages (FLAM and LAM side by side)")
     seed: int = opt(0, "seed of the models, decoders, policies")
+    planner: PlannerConfig = dataclasses.field(default_factory=PlannerConfig)
+    """The planner's search and score (the scripts' ``--planner-*`` flags)."""
 
 
 def pipeline_preset(cfg: PipelineConfig) -> Preset:
@@ -318,7 +320,7 @@ def _latent_branch(
         }
     if kind == "flam" and "planner_flam" in cfg.methods:
         sample = probe_batch(train_codes, 4, 256, cfg.seed).codes
-        planner_cfg = PlannerConfig()
+        planner_cfg = cfg.planner
         planner = LatentPlanner(
             model,
             tok,

@@ -73,8 +73,9 @@ class PlannerConfig:
 
     search: Literal["per-slot", "controller", "joint"] = opt(
         "controller",
-        "per-slot coordinate descent over latent codes (factored models); controller: per agent, "
-        "each real action through the latent code the decoder reads as it; or all codes of one "
+        "controller: per agent, each real action through the one-entity latent change the "
+        "decoder reads as it, the best-scoring executed; per-slot: coordinate descent over every "
+        "slot's codes, decoded afterwards (factored models); joint: all codes of one scene "
         "action (scene models)",
     )
     score: Literal["slots", "pixels"] = opt(

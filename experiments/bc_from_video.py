@@ -15,11 +15,13 @@ and writes results.json and table.md under RUNS/bc_from_video/.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from pathlib import Path
 
 from agents.pipeline import PipelineConfig, results_table, run_pipeline
+from agents.planner import PlannerConfig
 from latentrl.config import add_config_args, override
 from latentrl.data.errors import DatasetExistsError
 
@@ -40,10 +42,12 @@ def main() -> None:
     parser.add_argument(
         "--workers", type=int, default=2, help="processes for dataset generation (if needed)"
     )
-    add_config_args(parser, PipelineConfig, "pipeline")
+    add_config_args(parser, PipelineConfig, "pipeline", exclude=frozenset({"planner"}))
+    add_config_args(parser, PlannerConfig, "planner", prefix="planner")
     args = vars(parser.parse_args())
     try:
         cfg = override(PipelineConfig(), args)
+        cfg = dataclasses.replace(cfg, planner=override(cfg.planner, args, prefix="planner"))
         summary = run_pipeline(
             cfg,
             runs=args["runs"],

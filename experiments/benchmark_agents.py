@@ -14,11 +14,13 @@ Rooms grow from 8x8 to 16x16 cells above 4 agents (MultiGrid's limit for 8x8).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from pathlib import Path
 
 from agents.benchmark import benchmark_table, run_benchmark
 from agents.pipeline import PipelineConfig
+from agents.planner import PlannerConfig
 from latentrl.config import add_config_args, override
 from latentrl.data.errors import DatasetExistsError
 
@@ -42,11 +44,13 @@ def main() -> None:
         parser,
         PipelineConfig,
         "pipeline (per cell)",
-        exclude=frozenset({"agents", "seed", "methods", "flam_run", "lam_run"}),
+        exclude=frozenset({"agents", "seed", "methods", "flam_run", "lam_run", "planner"}),
     )
+    add_config_args(parser, PlannerConfig, "planner", prefix="planner")
     args = vars(parser.parse_args())
     try:
         base = override(PipelineConfig(), args)
+        base = dataclasses.replace(base, planner=override(base.planner, args, prefix="planner"))
         summary = run_benchmark(
             base,
             args["agents"],
