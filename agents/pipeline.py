@@ -31,7 +31,7 @@ from agents.base import expert_agent, random_agent
 from agents.bc import BCConfig, bc_dataset_from_cache, train_bc
 from agents.evaluate import evaluate
 from agents.goal import GoalFrame
-from agents.planner import LatentPlanner, PlannerConfig, usable_codes
+from agents.planner import LatentDecoder, LatentPlanner, PlannerConfig, usable_codes
 from latentrl.config import from_dict, opt
 from latentrl.data.cache import FrameCache
 from latentrl.data.codes import CodeCache, encode_cache
@@ -47,6 +47,7 @@ from latentrl.stages import (
     train_model_stage,
     train_tokenizer_stage,
 )
+from latentrl.tokenizer import Tokenizer
 
 EVAL_SEED = 1_000_000
 """Evaluation episodes use seeds from here: disjoint from every dataset's episode seeds."""
@@ -319,31 +320,47 @@ def _latent_branch(
             "model_run": str(model_run),
         }
     if kind == "flam" and "planner_flam" in cfg.methods:
-        sample = probe_batch(train_codes, 4, 256, cfg.seed).codes
-        planner_cfg = cfg.planner
-        planner = LatentPlanner(
-            model,
-            tok,
-            decoder,
-            planner_cfg,
-            cell_px=data.tile_size,
-            usable_codes=usable_codes(model, sample, planner_cfg.min_code_share),
-        )
-
-        def goal_env() -> gym.Env[Any, Any]:
-            return GoalFrame(gym.make(env_id(data), **env_kwargs(data)))
-
-        plan_start = time.perf_counter()
         episodes = cfg.planner_episodes or cfg.episodes
-        figures = evaluate(planner, goal_env, episodes, EVAL_SEED)
-        results["planner_flam"] = {
-            **figures,
-            "decoder_accuracy": report.accuracy,
-            "seconds": time.perf_counter() - plan_start,
-            "planner": dataclasses.asdict(planner.config),
-        }
+        figures = evaluate_planner(
+            model, tok, decoder, train_codes, data, cfg.planner, episodes, seed=cfg.seed
+        )
+        results["planner_flam"] = {**figures, "decoder_accuracy": report.accuracy}
     results["_seconds"] = time.perf_counter() - start
     return results
+
+
+def evaluate_planner(
+    model: LatentActionModel,
+    tok: Tokenizer,
+    decoder: LatentDecoder,
+    train_codes: CodeCache,
+    data: DatasetSpec,
+    config: PlannerConfig,
+    episodes: int,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """The planner with ``model`` and ``decoder`` in the Goal env of ``data``, on the same
+    seeded episodes as every other agent; searches the codes the model uses on its own video."""
+    sample = probe_batch(train_codes, 4, 256, seed).codes
+    planner = LatentPlanner(
+        model,
+        tok,
+        decoder,
+        config,
+        cell_px=data.tile_size,
+        usable_codes=usable_codes(model, sample, config.min_code_share),
+    )
+
+    def goal_env() -> gym.Env[Any, Any]:
+        return GoalFrame(gym.make(env_id(data), **env_kwargs(data)))
+
+    start = time.perf_counter()
+    figures = evaluate(planner, goal_env, episodes, EVAL_SEED)
+    return {
+        **figures,
+        "seconds": time.perf_counter() - start,
+        "planner": dataclasses.asdict(planner.config),
+    }
 
 
 def _reference_branch(

@@ -111,3 +111,15 @@ def test_planner_with_a_trained_world_model_beats_random_on_one_agent(tmp_path: 
     assert planner >= 0.5 and planner >= random + 0.3, (planner, random)
     assert 0.0 <= methods["planner_flam"]["decoder_accuracy"] <= 1.0
     assert "| planner_flam |" in out.stdout
+
+
+def test_evaluate_planner_names_a_folder_that_is_not_a_finished_run(tmp_path: Path) -> None:
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "experiments" / "evaluate_planner.py"), str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+    )
+    assert out.returncode != 0
+    assert "is not a finished bc_from_video.py run with FLAM" in out.stderr
