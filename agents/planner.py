@@ -244,9 +244,9 @@ class LatentPlanner:
         self._gen = torch.Generator().manual_seed(0 if seed is None else seed)
 
     @torch.no_grad()
-    def _encode(self, obs: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-        """Frame -> (codes ``(1, n)``, states ``(1, k, d_s)``), slots carried over from the last
-        step so that slot k keeps its entity."""
+    def _encode(self, obs: np.ndarray) -> torch.Tensor:
+        """Frame -> states ``(1, k, d_s)``, slots carried over from the last step so that slot
+        k keeps its entity."""
         size = self.tokenizer.config.frame_size
         if obs.shape != (size, size, self.tokenizer.config.channels):
             raise ValueError(
@@ -260,11 +260,13 @@ class LatentPlanner:
             state = self.model.encode_states(codes[:, None]).states[:, 0]
         else:
             state = self.model.encode_next(codes, self._state)
-        return codes, state
+        return state
 
     @torch.no_grad()
-    def _null_actions(self, codes: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
-        """Latent actions ``(1, k', d_a)`` the model infers for 'nothing moves'."""
+    def _null_actions(self, state: torch.Tensor) -> torch.Tensor:
+        """Latent actions ``(1, k', d_a)`` the model infers for 'nothing moves': the states
+        ``(1, k, d_s)`` followed by themselves. (Re-encoding the same frame instead lets slot
+        attention shift the centroids a little, which the IDM can read as a move.)"""
         return self.model.infer(torch.stack([state, state], dim=1), None).actions[:, 0]
 
     @torch.no_grad()
@@ -431,8 +433,8 @@ class LatentPlanner:
                 "the planner needs the goal image in info['goal_frame']: wrap the env in "
                 "agents.goal.GoalFrame"
             )
-        codes, state = self._encode(obs)
-        null = self._null_actions(codes, state)
+        state = self._encode(obs)
+        null = self._null_actions(state)
         goal = self.goal_of(obs, state, null, info["goal_frame"])
         self._state = state
         if self.config.search == "controller":

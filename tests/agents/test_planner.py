@@ -115,8 +115,8 @@ def test_per_slot_search_keeps_the_null_action_unless_a_code_scores_better() -> 
     planner.config = dataclasses.replace(planner.config, search="per-slot")
     planner.reset(0)
     frame, goal_frame = _entity_frames()
-    codes, state = planner._encode(frame)
-    null = planner._null_actions(codes, state)
+    state = planner._encode(frame)
+    null = planner._null_actions(state)
     for score in ("slots", "pixels"):
         planner.config = dataclasses.replace(planner.config, score=score)
         goal = planner.goal_of(frame, state, null, goal_frame)
@@ -146,8 +146,8 @@ def test_only_slots_that_change_a_decoded_action_are_searched() -> None:
     planner.reset(0)
     rng = np.random.default_rng(0)
     frame = rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)
-    codes, state = planner._encode(frame)
-    null = planner._null_actions(codes, state)
+    state = planner._encode(frame)
+    null = planner._null_actions(state)
     active = planner.acting_slots(state, null)
     assert active.tolist() == [k == 1 for k in range(null.shape[1])]
     goal_frame = np.zeros((16, 16, 3), np.uint8)
@@ -246,8 +246,8 @@ def test_slot_score_prefers_the_move_that_brings_the_entity_toward_its_goal() ->
     model.predict_next = shift  # type: ignore[method-assign]
     frame, goal_frame = _entity_frames()
     planner.reset(0)
-    codes, state = planner._encode(frame)
-    goal = planner.goal_of(frame, state, planner._null_actions(codes, state), goal_frame)
+    state = planner._encode(frame)
+    goal = planner.goal_of(frame, state, planner._null_actions(state), goal_frame)
     assert goal.entities is not None and goal.slots is not None
     assert goal.entities.now.tolist() == [[1.0, 1.0]]
     assert goal.entities.target.tolist() == [[1.0, 3.0]]
@@ -285,8 +285,8 @@ def test_slot_score_holds_slots_at_their_null_action() -> None:
     planner.model.predict_next = drift  # type: ignore[method-assign]
     frame, goal_frame = _entity_frames()
     planner.reset(0)
-    codes, state = planner._encode(frame)
-    null = planner._null_actions(codes, state)
+    state = planner._encode(frame)
+    null = planner._null_actions(state)
     goal = planner.goal_of(frame, state, null, goal_frame)
     assert planner._score(state, null, goal).item() == pytest.approx(2.0)  # held: no move
     assert goal.slots is not None
