@@ -244,6 +244,16 @@ def check_model_run(run: Path, data: DatasetSpec) -> Path:
     return run
 
 
+def check_planner_run(run: Path, planner: PlannerConfig) -> None:
+    """Refuse a FLAM run the planner cannot score with, before anything long starts."""
+    positional = read_json(run / "model" / "config.json").get("pos_slots", True)
+    if planner.score == "slots" and not positional:
+        raise ValueError(
+            f"{run} has no positional slots, which the planner's slot score needs: pass "
+            "--planner-score pixels, or drop planner_flam from --methods"
+        )
+
+
 # -- stage functions (top level: they run in worker processes) ----------------------------------
 def _train_model(
     kind: str, preset: Preset, tokenizer_run: Path, runs: Path, seed: int | None = None
@@ -440,6 +450,8 @@ def run_pipeline(
     given = {"flam": cfg.flam_run, "lam": cfg.lam_run, "lam_capacity": ""}
     # Given runs are checked before anything long starts.
     checked = {k: check_model_run(Path(given[k]), data) for k in kinds if given[k]}
+    if "flam" in checked and "planner_flam" in cfg.methods:
+        check_planner_run(checked["flam"], cfg.planner)
     out = runs / "bc_from_video" / f"{env_id(data)}__{cfg.seed}__{time.strftime('%Y%m%d-%H%M%S')}"
     out.mkdir(parents=True, exist_ok=False)
     t0 = time.perf_counter()

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from agents.pipeline import PipelineConfig, check_model_run, pipeline_preset
+from agents.pipeline import PipelineConfig, check_model_run, check_planner_run, pipeline_preset
+from agents.planner import PlannerConfig
 from latentrl.data.recipes import DatasetSpec
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -74,6 +75,14 @@ def test_model_trained_on_another_agent_count_is_refused(tmp_path: Path) -> None
     run = _fake_run(tmp_path, dataclasses.replace(data, agents=2))
     with pytest.raises(ValueError, match="pass --agents 2"):
         check_model_run(run, data)
+
+
+def test_model_without_positional_slots_is_refused_for_the_slot_score(tmp_path: Path) -> None:
+    run = _fake_run(tmp_path, pipeline_preset(PipelineConfig()).data)
+    (run / "model" / "config.json").write_text(json.dumps({"pos_slots": False}))
+    with pytest.raises(ValueError, match="--planner-score pixels"):
+        check_planner_run(run, PlannerConfig())
+    check_planner_run(run, PlannerConfig(score="pixels"))  # the pixel score needs no centroids
 
 
 @pytest.mark.slow
