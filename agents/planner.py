@@ -21,8 +21,9 @@ code improves on the current plan takes it (``sweeps`` rounds); the combined pla
 real actions afterwards. Only *acting* slots are searched, those whose code can change a decoded
 real action (:meth:`LatentPlanner.acting_slots`), and slots on one entity switch together
 (:meth:`LatentPlanner.entity_groups`). Its weakness is that last decoding: a combination of
-changed slots can decode into something else than each change alone, and on the benchmark's
-4-agent FLAM it solved 0 of 20 episodes against the controller's 4. ``search="joint"`` scores
+changed slots can decode into something else than each change alone (on the benchmark's
+4-agent FLAM it solved 0 of 20 episodes against the controller's 12;
+``docs/research/planner_slot_score.md``). ``search="joint"`` scores
 every one of the C codes of a scene-level model (LAM has one latent action).
 
 Score (``score="slots"``, the default): in slot space. Each entity of the goal image (an agent,
@@ -31,8 +32,8 @@ the one whose centroid is nearest. A candidate's score is the sum over entities 
 from (where the entity stands + its slot's predicted centroid displacement) to where the entity
 is in the goal image. The forward dynamics predict each slot's displacement from its own latent
 action (FLAM's positional slots), so nothing is decoded to pixels. Measured on the benchmark's
-saved FLAMs (20 episodes each, controller search): 1 agent, pixel score 11 solved (in 29.7
-steps on average, of 32) and slot score 20 (in 3.6); 4 agents, 0 and 4 (random play 0).
+saved FLAMs with every other setting at its default (20 episodes each): 1 agent, pixel score
+13 solved and slot score 20; 4 agents, 0 and 12 (random play 0).
 
 ``score="pixels"`` (:func:`goal_distance`): the predicted frame is decoded to pixels, split into
 one plane per colour of the goal image, and compared with the goal by how far each colour's
@@ -320,13 +321,14 @@ class LatentPlanner:
         return distance
 
     @torch.no_grad()
-    def plan(self, state: torch.Tensor, null: torch.Tensor, goal: PlanGoal) -> torch.Tensor:
+    def plan(self, state: torch.Tensor, goal: PlanGoal) -> torch.Tensor:
         """The chosen latent actions ``(1, k', d_a)``.
 
         Per sweep, every (slot, code) change of the current plan is scored in one batch of
         ``K * C`` predictions; each slot whose best code beats the current plan takes it, all at
         once (the factorization makes the slots' choices nearly independent).
         """
+        null = goal.null
         k = null.shape[1]
         if self.config.search == "joint" or k == 1:
             candidates = repeat(self.codebook, "c d -> c k d", k=k)
@@ -391,9 +393,7 @@ class LatentPlanner:
         return rearrange(plans, "s j k d -> (s j) k d")
 
     @torch.no_grad()
-    def control(
-        self, state: torch.Tensor, null: torch.Tensor, goal: PlanGoal, escape: bool = False
-    ) -> np.ndarray:
+    def control(self, state: torch.Tensor, goal: PlanGoal, escape: bool = False) -> np.ndarray:
         """Real actions ``(a,)`` chosen through a controller (real action -> latent action).
 
         For each agent a and real action u, the controller is the one-entity change of the null
@@ -404,6 +404,7 @@ class LatentPlanner:
         what was scored, with no decoding afterwards. With ``escape`` each agent draws its
         action from ``softmax(-score / escape_temperature)`` instead.
         """
+        null = goal.null
         flat = self.single_swaps(null, self.entity_groups(state))
         logp = self.decoder(repeat(state, "1 k d -> b k d", b=flat.shape[0]), flat)
         logp = logp.log_softmax(-1)  # (n, a, v)
@@ -444,8 +445,8 @@ class LatentPlanner:
             key = obs.tobytes()
             escape = key in self._seen
             self._seen.add(key)
-            return self.control(state, null, goal, escape=escape)
-        chosen = self.plan(state, null, goal)
+            return self.control(state, goal, escape=escape)
+        chosen = self.plan(state, goal)
         return self.decoder(state, chosen).argmax(-1)[0].cpu().numpy()
 
 

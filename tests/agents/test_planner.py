@@ -120,7 +120,7 @@ def test_per_slot_search_keeps_the_null_action_unless_a_code_scores_better() -> 
     for score in ("slots", "pixels"):
         planner.config = dataclasses.replace(planner.config, score=score)
         goal = planner.goal_of(frame, state, null, goal_frame)
-        chosen = planner.plan(state, null, goal)
+        chosen = planner.plan(state, goal)
         assert chosen.shape == null.shape
         best = planner._score(state, chosen, goal)[0]
         assert best <= planner._score(state, null, goal)[0]
@@ -152,7 +152,7 @@ def test_only_slots_that_change_a_decoded_action_are_searched() -> None:
     assert active.tolist() == [k == 1 for k in range(null.shape[1])]
     goal_frame = np.zeros((16, 16, 3), np.uint8)
     goal_frame[4:8, 8:12] = (255, 0, 0)
-    chosen = planner.plan(state, null, planner.goal_of(frame, state, null, goal_frame))
+    chosen = planner.plan(state, planner.goal_of(frame, state, null, goal_frame))
     others = [k for k in range(null.shape[1]) if k != 1]
     torch.testing.assert_close(chosen[:, others], null[:, others])
 
