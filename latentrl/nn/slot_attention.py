@@ -95,9 +95,7 @@ class SlotAttention(nn.Module):
         """The learned initial slots ``(b, k, d)`` (``init='learned'``)."""
         return repeat(self.init_slots, "k d -> b k d", b=batch)
 
-    def _seed(
-        self, x: torch.Tensor, features: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+    def _seed(self, x: torch.Tensor, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Seeded first slots ``(b, k, d)`` and the soft k-means logits ``(b, k, n)``."""
         idx = farthest_point_seeds(features, self.num_slots)
         seeds = x.gather(1, repeat(idx, "b k -> b k d", d=x.shape[-1]))
