@@ -27,7 +27,7 @@ class ModelConfig:
     slot_iters: int = opt(1, "slot-attention iterations on later frames (recursive init)")
     slot_scale: float = opt(10.0, "multiplier of the slot-attention logits (sharper competition)")
     slot_init: Literal["learned", "seeded"] = opt(
-        "learned",
+        "seeded",
         "first-frame slots: learned vectors, or seeded from the frame's own tokens by "
         "farthest-point sampling (each distinct-looking token seeds its own slot)",
     )
