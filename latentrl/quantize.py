@@ -21,6 +21,7 @@ from torch import nn
 from vector_quantize_pytorch import FSQ
 
 from latentrl.config import opt
+from latentrl.nn.whiten import BatchWhitening
 
 BottleneckKind = Literal["fsq", "gaussian", "sparse"]
 
@@ -37,6 +38,9 @@ class BottleneckConfig:
     beta: float = opt(0.01, "weight of the KL term (gaussian)")
     center: float = opt(0.0, "weight of the batch-mean penalty on fsq pre-quantization values")
     norm: bool = opt(False, "fsq: batch-normalise pre-quantization values (no affine)")
+    whiten: bool = opt(
+        False, "fsq: whiten pre-quantization values over the batch (replaces norm when set)"
+    )
     l1: float = opt(0.01, "weight of the L1 sparsity term (sparse)")
     vc: float = opt(0.01, "weight of the variance/covariance regulariser (sparse)")
 
@@ -86,9 +90,14 @@ class LatentBottleneck(nn.Module):
             self.proj = nn.Linear(d_in, len(config.fsq_levels))
             # Without a learnable scale or shift no dimension can drift into tanh saturation:
             # each keeps zero mean and unit variance over the batch, so its levels stay in use.
-            self.norm = (
-                nn.BatchNorm1d(len(config.fsq_levels), affine=False) if config.norm else None
-            )
+            # Whitening also decorrelates the dimensions, so that two of them cannot become one
+            # (a 2D code on a line, two moves sharing a code).
+            d_a = len(config.fsq_levels)
+            self.norm: nn.Module | None = None
+            if config.whiten:
+                self.norm = BatchWhitening(d_a)
+            elif config.norm:
+                self.norm = nn.BatchNorm1d(d_a, affine=False)
             self.fsq = FSQ(
                 levels=list(config.fsq_levels),
                 preserve_symmetry=any(lv == 2 for lv in config.fsq_levels),

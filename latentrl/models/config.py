@@ -46,6 +46,11 @@ class ModelConfig:
         "fsq: batch-normalise each pre-quantization dimension (no learnable scale or shift), so "
         "that no dimension can sit at one level for every slot (a dead dimension)",
     )
+    action_whiten: bool = opt(
+        False,
+        "fsq: whiten the pre-quantization values over the batch (zero mean, identity "
+        "covariance): like --action-norm, and two dimensions cannot become one",
+    )
     l1: float = opt(0.01, "L1 weight (sparse)")
     vc: float = opt(0.01, "variance/covariance weight (sparse)")
     pos_init: Literal["sincos", "small"] = opt(
@@ -103,6 +108,7 @@ class ModelConfig:
             beta=self.beta,
             center=self.action_center,
             norm=self.action_norm,
+            whiten=self.action_whiten,
             l1=self.l1,
             vc=self.vc,
         )
