@@ -21,6 +21,7 @@ from torch import nn
 from vector_quantize_pytorch import FSQ
 
 from latentrl.config import opt
+from latentrl.nn.batch_norm import SyncedBatchNorm1d, global_row_mean
 
 BottleneckKind = Literal["fsq", "gaussian", "sparse"]
 
@@ -86,8 +87,9 @@ class LatentBottleneck(nn.Module):
             self.proj = nn.Linear(d_in, len(config.fsq_levels))
             # Without a learnable scale or shift no dimension can drift into tanh saturation:
             # each keeps zero mean and unit variance over the batch, so its levels stay in use.
+            # The statistics span every torchrun process (a DDP step = a one-process step).
             self.norm = (
-                nn.BatchNorm1d(len(config.fsq_levels), affine=False) if config.norm else None
+                SyncedBatchNorm1d(len(config.fsq_levels), affine=False) if config.norm else None
             )
             self.fsq = FSQ(
                 levels=list(config.fsq_levels),
@@ -116,7 +118,7 @@ class LatentBottleneck(nn.Module):
             # levels in use; "no move" then naturally takes the middle level.
             aux = h.new_zeros(())
             if cfg.center > 0 and self.training:
-                aux = cfg.center * rearrange(h, "... d -> (...) d").mean(0).pow(2).sum()
+                aux = cfg.center * global_row_mean(rearrange(h, "... d -> (...) d")).pow(2).sum()
             return BottleneckOutput(codes.reshape(*lead, -1), indices.reshape(lead).long(), aux)
         if cfg.kind == "gaussian":
             mu, logvar = h.chunk(2, dim=-1)
