@@ -23,7 +23,8 @@ from latentrl.config import from_dict, to_json
 from latentrl.data.cache import FrameCache
 from latentrl.data.codes import CodeCache, encode_cache
 from latentrl.data.recipes import DatasetSpec, ensure_datasets
-from latentrl.distributed import DistInfo, setup
+from latentrl.distributed import DistInfo, barrier, from_main, main_first, setup
+from latentrl.errors import ArtifactError
 from latentrl.models import LatentActionModel, ModelConfig, build_model
 from latentrl.presets import StageConfig
 from latentrl.probe import probe
@@ -42,10 +43,34 @@ eval/dpsnr against the tokenizer's reconstruction; experiments/evaluate_world_mo
 the real ones)."""
 
 
+def _stored_config(path: Path, keys: tuple[str, ...]) -> dict[str, Any]:
+    """A run's ``config.json``, refused unless it is an object holding ``keys``."""
+    stored = read_json(path)
+    if not isinstance(stored, dict) or not set(keys) <= set(stored):
+        found = sorted(stored) if isinstance(stored, dict) else type(stored).__name__
+        raise ArtifactError(
+            f"{path}: expected a JSON object with {list(keys)}, found {found}. Fix: pass the "
+            "run folder the training command wrote, or restore the file."
+        )
+    return stored
+
+
+def _run_folder(
+    resume: Path | None, runs: Path, data: DatasetSpec, model: str, seed: int, info: DistInfo
+) -> Path:
+    """The resumed folder, or a new one that rank 0 alone creates and every rank then uses."""
+    if resume is not None:
+        return resume
+    path = from_main(new_run_dir(runs, data, model, seed) if info.is_main else None, info)
+    assert path is not None
+    return path
+
+
 # -- tokenizer ---------------------------------------------------------------------------------
 def load_tokenizer(run: Path, device: torch.device | str = "cpu") -> Tokenizer:
     """The tokenizer saved in a tokenizer run folder."""
-    cfg = from_dict(TokenizerConfig, read_json(run / "tokenizer" / "config.json"))
+    path = run / "tokenizer" / "config.json"
+    cfg = from_dict(TokenizerConfig, read_json(path), source=path)
     tok = Tokenizer(cfg).to(device)
     load_weights(tok, run / "tokenizer" / "model.safetensors")
     return tok.eval()
@@ -88,10 +113,12 @@ def train_tokenizer_stage(
         torch.set_num_threads(train_cfg.threads)
     info = setup(train_cfg.device)
     if resume is not None:
-        data = from_dict(DatasetSpec, read_json(resume / "data.json"))
-        tok_cfg = from_dict(TokenizerConfig, read_json(resume / "config.json")["tokenizer"])
-        train_cfg = from_dict(TrainConfig, read_json(resume / "config.json")["train"])
-    ids = ensure_datasets(data, root, workers=workers, progress=info.is_main)
+        data = from_dict(DatasetSpec, read_json(resume / "data.json"), source=resume / "data.json")
+        stored = _stored_config(resume / "config.json", ("tokenizer", "train"))
+        tok_cfg = from_dict(TokenizerConfig, stored["tokenizer"], source=resume / "config.json")
+        train_cfg = from_dict(TrainConfig, stored["train"], source=resume / "config.json")
+    with main_first(info):  # rank 0 generates missing splits; the others then find them
+        ids = ensure_datasets(data, root, workers=workers, progress=info.is_main)
     caches = {split: FrameCache.load(i, root) for split, i in ids.items()}
     h, w, c = caches["train"].frame_shape
     if (h, w, c) != (tok_cfg.frame_size, tok_cfg.frame_size, tok_cfg.channels):
@@ -99,12 +126,13 @@ def train_tokenizer_stage(
             f"the dataset's frames are {h}x{w}x{c} but the tokenizer expects "
             f"{tok_cfg.frame_size}x{tok_cfg.frame_size}x{tok_cfg.channels}: pass --frame-size {h}"
         )
-    run = resume or new_run_dir(runs, data, "tokenizer", train_cfg.seed)
-    write_json(run / "data.json", dataclasses.asdict(data))
-    write_json(
-        run / "config.json",
-        {"tokenizer": dataclasses.asdict(tok_cfg), "train": dataclasses.asdict(train_cfg)},
-    )
+    run = _run_folder(resume, runs, data, "tokenizer", train_cfg.seed, info)
+    if info.is_main:
+        write_json(run / "data.json", dataclasses.asdict(data))
+        write_json(
+            run / "config.json",
+            {"tokenizer": dataclasses.asdict(tok_cfg), "train": dataclasses.asdict(train_cfg)},
+        )
     torch.manual_seed(train_cfg.seed)
     tok = Tokenizer(tok_cfg)
     frames = caches["train"].frames
@@ -131,6 +159,7 @@ def train_tokenizer_stage(
         evaluate=lambda step: {"val_psnr": _psnr(tok, val, info.device)},
     )
     if not info.is_main:
+        barrier(info)  # until rank 0 has written the weights, codes and results.json
         return run
     (run / "tokenizer").mkdir(exist_ok=True)
     (run / "tokenizer" / "config.json").write_text(to_json(tok_cfg))
@@ -152,6 +181,7 @@ def train_tokenizer_stage(
             "datasets": ids,
         },
     )
+    barrier(info)
     return run
 
 
@@ -217,33 +247,38 @@ def train_model_stage(
         torch.set_num_threads(train_cfg.threads)
     info: DistInfo = setup(train_cfg.device)
     if resume is not None:
-        stored = read_json(resume / "config.json")
-        model_cfg = from_dict(ModelConfig, stored["model"])
-        train_cfg = from_dict(TrainConfig, stored["train"])
-        stage_cfg = from_dict(StageConfig, stored["stage"])
-        tokenizer_run = Path(stored["tokenizer_run"])
+        path = resume / "config.json"
+        stored = _stored_config(path, ("model", "train", "stage", "tokenizer_run"))
+        model_cfg = from_dict(ModelConfig, stored["model"], source=path)
+        train_cfg = from_dict(TrainConfig, stored["train"], source=path)
+        stage_cfg = from_dict(StageConfig, stored["stage"], source=path)
+        tokenizer_run = Path(str(stored["tokenizer_run"]))
     if not (tokenizer_run / "results.json").is_file():
         raise FileNotFoundError(
             f"{tokenizer_run} is not a finished tokenizer run (no results.json): run "
             "experiments/train_tokenizer.py first or pass --tokenizer RUN_DIR"
         )
-    data = from_dict(DatasetSpec, read_json(tokenizer_run / "data.json"))
+    data = from_dict(
+        DatasetSpec, read_json(tokenizer_run / "data.json"), source=tokenizer_run / "data.json"
+    )
     tok = load_tokenizer(tokenizer_run, info.device)
     model_cfg = model_config_for(model_cfg, tok, data)
-    train_codes = CodeCache.load(tokenizer_run / "codes" / "train.safetensors")
+    codebook = tok.config.codebook_size
+    train_codes = CodeCache.load(tokenizer_run / "codes" / "train.safetensors", codebook)
     val_path = tokenizer_run / "codes" / "val.safetensors"
-    val_codes = CodeCache.load(val_path) if val_path.is_file() else train_codes
-    run = resume or new_run_dir(runs, data, model_cfg.model, train_cfg.seed)
-    write_json(run / "data.json", dataclasses.asdict(data))
-    write_json(
-        run / "config.json",
-        {
-            "model": dataclasses.asdict(model_cfg),
-            "train": dataclasses.asdict(train_cfg),
-            "stage": dataclasses.asdict(stage_cfg),
-            "tokenizer_run": str(tokenizer_run.resolve()),
-        },
-    )
+    val_codes = CodeCache.load(val_path, codebook) if val_path.is_file() else train_codes
+    run = _run_folder(resume, runs, data, model_cfg.model, train_cfg.seed, info)
+    if info.is_main:
+        write_json(run / "data.json", dataclasses.asdict(data))
+        write_json(
+            run / "config.json",
+            {
+                "model": dataclasses.asdict(model_cfg),
+                "train": dataclasses.asdict(train_cfg),
+                "stage": dataclasses.asdict(stage_cfg),
+                "tokenizer_run": str(tokenizer_run.resolve()),
+            },
+        )
     # Imported here: latentrl.evaluation builds on this module (it loads tokenizer runs).
     from latentrl.evaluation import quick_scores
 
@@ -295,6 +330,7 @@ def train_model_stage(
         stop_after=stop_after,
     )
     if not info.is_main:
+        barrier(info)  # until rank 0 has written the model and results.json
         return run
     model.save(run / "model")
     summary: dict[str, Any] = {
@@ -309,4 +345,5 @@ def train_model_stage(
         "tokenizer_run": str(tokenizer_run),
     }
     write_json(run / "results.json", summary)
+    barrier(info)
     return run

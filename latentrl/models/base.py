@@ -9,7 +9,6 @@ save/load) is here, so the comparison FLAM vs LAM vs OC+LAM vs WM is fair by con
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import NamedTuple
 
@@ -195,7 +194,9 @@ class LatentActionModel(nn.Module):
             raise FileNotFoundError(
                 f"no model config at {config_path}: is {folder} a trained model folder?"
             )
-        config = from_dict(ModelConfig, json.loads(config_path.read_text()))
+        from latentrl.runs import read_json
+
+        config = from_dict(ModelConfig, read_json(config_path), source=config_path)
         model = build_model(config, torch.zeros(config.codebook_size, config.code_dim)).to(device)
         load_weights(model, folder / "model.safetensors")
         return model.eval()
