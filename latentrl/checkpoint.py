@@ -191,10 +191,12 @@ def save_checkpoint(
             shutil.rmtree(tmp)
 
 
-def load_checkpoint(
-    folder: Path, model: nn.Module, optimizer: torch.optim.Optimizer | None = None
-) -> dict[str, Any]:
-    """Restore model (and optimizer) from a checkpoint folder; returns the training state."""
+def read_state(folder: Path) -> dict[str, Any]:
+    """The training state of a checkpoint folder (``{"step": ...}`` and what a stage added)."""
+    return _read_meta(folder)["state"]
+
+
+def _read_meta(folder: Path) -> dict[str, Any]:
     meta_path = folder / "state.json"
     if not meta_path.is_file():
         raise FileNotFoundError(
@@ -206,8 +208,18 @@ def load_checkpoint(
         raise _refuse(meta_path, "JSON", f"unreadable text ({e})") from e
     if not isinstance(meta, dict) or not isinstance(meta.get("state"), dict):
         raise _refuse(meta_path, 'a JSON object with a "state" object', repr(meta)[:80])
-    if not isinstance(meta["state"].get("step", 0), int):
-        raise _refuse(meta_path, "an integer step", repr(meta["state"].get("step")))
+    step = meta["state"].get("step")
+    if not isinstance(step, int) or isinstance(step, bool) or step < 0:
+        raise _refuse(meta_path, "a step count >= 0", repr(step))
+    return meta
+
+
+def load_checkpoint(
+    folder: Path, model: nn.Module, optimizer: torch.optim.Optimizer | None = None
+) -> dict[str, Any]:
+    """Restore model (and optimizer) from a checkpoint folder; returns the training state."""
+    meta_path = folder / "state.json"
+    meta = _read_meta(folder)
     load_weights(model, folder / "model.safetensors")
     if optimizer is not None and "optimizer" in meta:
         path = folder / "optimizer.safetensors"

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch.utils.tensorboard import SummaryWriter
 
-from latentrl.checkpoint import load_weights, save_weights
+from latentrl.checkpoint import load_weights, read_state, save_weights
 from latentrl.config import from_dict, to_json
 from latentrl.data.cache import FrameCache
 from latentrl.data.codes import CodeCache, encode_cache
@@ -53,6 +53,22 @@ def _stored_config(path: Path, keys: tuple[str, ...]) -> dict[str, Any]:
             "run folder the training command wrote, or restore the file."
         )
     return stored
+
+
+def _resumed_progress(resume: Path | None) -> dict[str, Any]:
+    """Curve (evaluations up to the checkpoint's step) and wall time a resumed run had."""
+    if resume is None:
+        return {"curve": [], "wall_seconds": 0.0}
+    state = read_state(resume / "checkpoints" / "latest")
+    curve = [
+        row
+        for row in state.get("curve", [])
+        if isinstance(row, dict)
+        and isinstance(row.get("step"), int)
+        and row["step"] <= state["step"]
+    ]
+    wall = state.get("wall_seconds", 0.0)
+    return {"curve": curve, "wall_seconds": float(wall) if isinstance(wall, int | float) else 0.0}
 
 
 def _run_folder(
@@ -147,7 +163,7 @@ def train_tokenizer_stage(
         log_gif(writer, "eval/reconstruction", video, step)
         save_gif(video, run / "media" / f"reconstruction_{step:06d}.gif")
 
-    start = time.perf_counter()
+    start = time.perf_counter() - _resumed_progress(resume)["wall_seconds"]
     result = train(
         tok,
         sample,
@@ -157,6 +173,7 @@ def train_tokenizer_stage(
         resume=resume is not None,
         media=media,
         evaluate=lambda step: {"val_psnr": _psnr(tok, val, info.device)},
+        checkpoint_state=lambda: {"wall_seconds": time.perf_counter() - start},
     )
     if not info.is_main:
         barrier(info)  # until rank 0 has written the weights, codes and results.json
@@ -316,8 +333,10 @@ def train_model_stage(
                 writer, step, model, tok, held_out.to(info.device), cell_px, token_px
             )
 
-    curve: list[dict[str, float]] = []
-    start = time.perf_counter()
+    # A resumed run continues the curve and the wall time of the segments before it.
+    prior = _resumed_progress(resume)
+    curve: list[dict[str, float]] = prior["curve"]
+    start = time.perf_counter() - prior["wall_seconds"]
     result = train(
         model,
         sample,
@@ -328,6 +347,7 @@ def train_model_stage(
         media=media,
         resume=resume is not None,
         stop_after=stop_after,
+        checkpoint_state=lambda: {"curve": curve, "wall_seconds": time.perf_counter() - start},
     )
     if not info.is_main:
         barrier(info)  # until rank 0 has written the model and results.json
