@@ -72,6 +72,20 @@ LIMITS: dict[str, dict[str, Limit]] = {
 }
 
 
+JOINT_LIMITS: dict[str, list[tuple[tuple[str, ...], int, str]]] = {
+    # (fields, bound on the product of their values, what it stands for): per-field bounds
+    # alone would still allow d_model 8192 with 128 blocks (hundreds of GB of weights).
+    "ModelConfig": [
+        (("d_model", "d_model", "blocks"), 2**31, "d_model^2 * blocks (weights per block)"),
+        (("codebook_size", "d_model"), 2**31, "codebook_size * d_model (output layer)"),
+        (("grid", "grid", "d_model"), 2**28, "grid^2 * d_model (token table)"),
+    ],
+    "TokenizerConfig": [
+        (("frame_size", "frame_size", "channels"), 2**28, "frame_size^2 * channels"),
+    ],
+}
+
+
 def limit_problems(cls_name: str, values: Mapping[str, Any]) -> list[str]:
     """One line per field of ``values`` outside its :data:`LIMITS` (type checks come first)."""
     problems = []
@@ -93,4 +107,13 @@ def limit_problems(cls_name: str, values: Mapping[str, Any]) -> list[str]:
                     f"{name}: expected a product <= {limit.max_product}, found "
                     f"{math.prod(items)} ({value!r})"
                 )
+    if problems:
+        return problems
+    for fields, bound, meaning in JOINT_LIMITS.get(cls_name, []):
+        got = [values.get(f) for f in fields]
+        if not all(isinstance(v, int) and not isinstance(v, bool) for v in got):
+            continue  # absent (the class default) or a type problem reported above
+        product = math.prod(got)  # type: ignore[arg-type]
+        if product > bound:
+            problems.append(f"{meaning}: expected <= {bound}, found {product}")
     return problems

@@ -8,9 +8,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
+import shutil
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -69,6 +72,18 @@ def _resumed_progress(resume: Path | None) -> dict[str, Any]:
     ]
     wall = state.get("wall_seconds", 0.0)
     return {"curve": curve, "wall_seconds": float(wall) if isinstance(wall, int | float) else 0.0}
+
+
+@contextlib.contextmanager
+def _removed_unless_resumable(run: Path, info: DistInfo, resumed: bool) -> Iterator[None]:
+    """A new run folder that fails before its first checkpoint is removed (nothing in it could
+    be resumed): a failed command leaves no half-made run folder."""
+    try:
+        yield
+    except BaseException:
+        if info.is_main and not resumed and not (run / "checkpoints" / "latest").is_dir():
+            shutil.rmtree(run, ignore_errors=True)
+        raise
 
 
 def _run_folder(
@@ -164,17 +179,18 @@ def train_tokenizer_stage(
         save_gif(video, run / "media" / f"reconstruction_{step:06d}.gif")
 
     start = time.perf_counter() - _resumed_progress(resume)["wall_seconds"]
-    result = train(
-        tok,
-        sample,
-        train_cfg,
-        run,
-        info,
-        resume=resume is not None,
-        media=media,
-        evaluate=lambda step: {"val_psnr": _psnr(tok, val, info.device)},
-        checkpoint_state=lambda: {"wall_seconds": time.perf_counter() - start},
-    )
+    with _removed_unless_resumable(run, info, resume is not None):
+        result = train(
+            tok,
+            sample,
+            train_cfg,
+            run,
+            info,
+            resume=resume is not None,
+            media=media,
+            evaluate=lambda step: {"val_psnr": _psnr(tok, val, info.device)},
+            checkpoint_state=lambda: {"wall_seconds": time.perf_counter() - start},
+        )
     if not info.is_main:
         barrier(info)  # until rank 0 has written the weights, codes and results.json
         return run
@@ -337,18 +353,19 @@ def train_model_stage(
     prior = _resumed_progress(resume)
     curve: list[dict[str, float]] = prior["curve"]
     start = time.perf_counter() - prior["wall_seconds"]
-    result = train(
-        model,
-        sample,
-        train_cfg,
-        run,
-        info,
-        evaluate=evaluate,
-        media=media,
-        resume=resume is not None,
-        stop_after=stop_after,
-        checkpoint_state=lambda: {"curve": curve, "wall_seconds": time.perf_counter() - start},
-    )
+    with _removed_unless_resumable(run, info, resume is not None):
+        result = train(
+            model,
+            sample,
+            train_cfg,
+            run,
+            info,
+            evaluate=evaluate,
+            media=media,
+            resume=resume is not None,
+            stop_after=stop_after,
+            checkpoint_state=lambda: {"curve": curve, "wall_seconds": time.perf_counter() - start},
+        )
     if not info.is_main:
         barrier(info)  # until rank 0 has written the model and results.json
         return run

@@ -531,31 +531,42 @@ class DatasetReader:
         self.h5_path = self.path / _DATA_DIR / _H5_FILE
         self._file: h5py.File | None = None
         self._agents: int | None = None
+        try:
+            self._open()
+        except BaseException:
+            self.close()
+            raise
+
+    def _open(self) -> None:
         with self._guard():
             self._file = h5py.File(self.h5_path, "r")
             self.num_episodes = int(self.metadata["total_episodes"])
-            if len(self._file.keys()) < self.num_episodes:
+            if len(self._file.keys()) != self.num_episodes:
                 raise KeyError(
                     f"{len(self._file.keys())} episode groups, metadata says {self.num_episodes}"
                 )
             first = self._group(0)["observations"] if self.num_episodes else None
         if first is not None:
             if first.ndim != 4 or first.dtype != np.uint8:
-                raise DatasetCorruptError(
-                    f"{self.h5_path}: observations are {first.dtype} {first.shape}, expected "
-                    "uint8 (T+1, c, h, w); this is not a latentrl video dataset"
+                raise self._bad(
+                    "episode_0/observations",
+                    "uint8 (T+1, c, h, w) video frames",
+                    f"{first.dtype} {first.shape}",
                 )
             _, c, h, w = first.shape
             self.frame_shape: tuple[int, int, int] = (h, w, c)
             stored = self.info.get("frame_shape")
-            if stored is not None and list(stored) != [h, w, c]:
+            if stored is not None and stored != [h, w, c]:
                 raise self._bad(
                     "episode_0/observations",
-                    f"frames of (h, w, c) = {tuple(stored)} (metadata.json)",
+                    f"frames of (h, w, c) = {stored!r} (metadata.json)",
                     f"{(h, w, c)}",
                 )
         else:
-            self.frame_shape = tuple(self.info.get("frame_shape", (0, 0, 0)))  # type: ignore[assignment]
+            stored = self.info.get("frame_shape", [0, 0, 0])
+            if not (isinstance(stored, list) and len(stored) == 3):
+                raise self._bad("metadata.json", "frame_shape [h, w, c]", repr(stored))
+            self.frame_shape = tuple(stored)  # type: ignore[assignment]
 
     @contextlib.contextmanager
     def _guard(self) -> Iterator[None]:
@@ -568,9 +579,10 @@ class DatasetReader:
 
     def _corrupt(self, e: BaseException) -> DatasetCorruptError:
         return DatasetCorruptError(
-            f"dataset {self.dataset_id!r}: cannot read {self.h5_path} ({type(e).__name__}: "
-            f"{e}). The file is truncated or damaged (an interrupted copy?). Delete "
-            f"{self.path} and regenerate it (experiments/generate_datasets.py --overwrite)."
+            f"dataset {self.dataset_id!r}: cannot read {self.h5_path}: expected the HDF5 file "
+            f"of the dataset's episodes, found an error ({type(e).__name__}: {e}). The file is "
+            f"truncated or damaged (an interrupted copy?). Fix: delete {self.path} and "
+            "regenerate it (experiments/generate_datasets.py --overwrite)."
         )
 
     def _group(self, episode: int) -> h5py.Group:

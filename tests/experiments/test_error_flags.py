@@ -1,0 +1,122 @@
+"""Every ``--flag`` an error message suggests exists on each command that can print it.
+
+Messages are the string constants of ``raise``, ``sys.exit``, ``parser.error`` and
+``warnings.warn`` calls in latentrl/, agents/ and experiments/. A message in module M can be
+printed by every script in experiments/ that imports M (directly or through other modules of
+ours); that script's argparse parser must then define each flag the message names. The
+parsers are the scripts' own: ``main()`` runs until ``parse_args``, which is intercepted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import importlib
+import re
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+PACKAGES = ("latentrl", "agents", "envs")
+FLAG = re.compile(r"(?<![\w-])--[a-z][a-z0-9-]*")
+
+NOT_PRINTED_BY: dict[tuple[str, str], str] = {
+    # (module, flag): why a script that imports the module never prints that message.
+}
+
+
+class _Parsed(Exception):
+    def __init__(self, parser: argparse.ArgumentParser) -> None:
+        self.parser = parser
+
+
+def script_flags(name: str, monkeypatch: pytest.MonkeyPatch) -> set[str]:
+    """The option strings of ``experiments/<name>.py``'s parser."""
+
+    def intercept(self: argparse.ArgumentParser, *args: object, **kwargs: object) -> None:
+        raise _Parsed(self)
+
+    module = importlib.import_module(f"experiments.{name}")
+    with monkeypatch.context() as m:
+        m.setattr(argparse.ArgumentParser, "parse_args", intercept)
+        m.setattr(sys, "argv", [f"{name}.py"])
+        with pytest.raises(_Parsed) as caught:
+            module.main()
+    return set(caught.value.parser._option_string_actions)
+
+
+def module_name(path: Path) -> str:
+    rel = path.relative_to(ROOT).with_suffix("")
+    parts = rel.parts[:-1] if rel.name == "__init__" else rel.parts
+    return ".".join(parts)
+
+
+def sources() -> dict[str, Path]:
+    files = [p for pkg in PACKAGES for p in (ROOT / pkg).rglob("*.py")]
+    files += sorted((ROOT / "experiments").glob("*.py"))
+    return {module_name(p): p for p in files}
+
+
+def imports(path: Path, known: set[str]) -> set[str]:
+    """Our modules that ``path`` imports (anywhere in the file, lazy imports included)."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        names = []
+        if isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+        for name in names:
+            # ``import a.b.c`` also runs a and a.b.
+            parts = name.split(".")
+            found |= {".".join(parts[:i]) for i in range(1, len(parts) + 1)} & known
+    return found
+
+
+def _is_message_call(node: ast.Call) -> bool:
+    func = node.func
+    name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
+    return name in ("exit", "error", "warn")
+
+
+def message_flags(path: Path) -> set[str]:
+    """Flags named in the error and warning messages of ``path``."""
+    flags = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Raise) or (isinstance(node, ast.Call) and _is_message_call(node)):
+            for sub in ast.walk(node):
+                if isinstance(sub, ast.Constant) and isinstance(sub.value, str):
+                    flags |= set(FLAG.findall(sub.value))
+    return flags
+
+
+def test_flags_in_error_messages_exist_on_the_commands_that_print_them(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    mods = sources()
+    graph = {name: imports(path, set(mods)) for name, path in mods.items()}
+    scripts = sorted(n for n in mods if n.startswith("experiments."))
+    missing = []
+    for script in scripts:
+        reach, todo = set(), [script]
+        while todo:
+            name = todo.pop()
+            if name not in reach:
+                reach.add(name)
+                todo += graph[name]
+        flags = script_flags(script.split(".", 1)[1], monkeypatch)
+        for module in sorted(reach):
+            for flag in sorted(message_flags(mods[module])):
+                if flag not in flags and (module, flag) not in NOT_PRINTED_BY:
+                    missing.append(
+                        f"{mods[module].relative_to(ROOT)} names {flag}: not on {script}"
+                    )
+    assert not missing, "\n".join(missing)
+
+
+def test_the_scan_sees_a_known_message() -> None:
+    # The check above is not vacuous: it reads the flag of the frame-size refusal.
+    assert "--frame-size" in message_flags(ROOT / "latentrl" / "tokenizer.py")
+    assert "latentrl.stages" in imports(ROOT / "experiments" / "train_lam.py", set(sources()))
