@@ -155,7 +155,9 @@ def train_tokenizer_stage(
     if (h, w, c) != (tok_cfg.frame_size, tok_cfg.frame_size, tok_cfg.channels):
         raise ValueError(
             f"the dataset's frames are {h}x{w}x{c} but the tokenizer expects "
-            f"{tok_cfg.frame_size}x{tok_cfg.frame_size}x{tok_cfg.channels}: pass --frame-size {h}"
+            f"{tok_cfg.frame_size}x{tok_cfg.frame_size}x{tok_cfg.channels}. Fix: train the "
+            f"tokenizer at this size (experiments/train_tokenizer.py --frame-size {h} and the "
+            "same dataset flags), then pass its run folder to train_lam.py --tokenizer"
         )
     run = _run_folder(resume, runs, data, "tokenizer", train_cfg.seed, info)
     if info.is_main:

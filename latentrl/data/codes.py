@@ -44,7 +44,7 @@ class CodeCache:
             longest = int(np.diff(self.episode_starts).max())
             raise ValueError(
                 f"no episode has {window} frames (longest: {longest}); use a shorter window "
-                "(--window) or generate longer episodes (--steps)"
+                "(train_lam.py --window) or longer episodes (train_lam.py --data-steps)"
             )
         return starts
 

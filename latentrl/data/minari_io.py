@@ -157,8 +157,9 @@ def check_writable(
     path = dataset_path(dataset_id, root)
     if path.exists() and not overwrite:
         raise DatasetExistsError(
-            f"dataset {dataset_id!r} already exists at {path}. Pass overwrite=True "
-            "(--overwrite on the command line) to replace it, or use another id/root."
+            f"dataset {dataset_id!r} already exists at {path}. Fix: pass overwrite=True "
+            "(experiments/generate_datasets.py --overwrite) to replace it, or use another "
+            "id/root."
         )
 
 

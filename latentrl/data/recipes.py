@@ -314,8 +314,11 @@ def _mismatches(spec: DatasetSpec, split: str, root: Root = None) -> list[str]:
 def _mismatch_error(spec: DatasetSpec, split: str, root: Root, diffs: list[str]) -> Exception:
     return DatasetExistsError(
         f"dataset {spec.dataset_id(split)!r} already exists under {resolve_root(root)} but was "
-        "generated with other settings:\n  " + "\n  ".join(diffs) + "\nFix: pass overwrite=True "
-        "(--overwrite) to regenerate it, or use another root (--root) for these settings."
+        "generated with other settings:\n  "
+        + "\n  ".join(diffs)
+        + "\nFix: regenerate it (overwrite=True; "
+        "experiments/generate_datasets.py --overwrite), or use another root (--root) for these "
+        "settings."
     )
 
 
@@ -409,8 +412,8 @@ def generate_family(
         raise DatasetExistsError(
             f"these datasets already exist under {resolve_root(root)}:\n  "
             + "\n  ".join(existing)
-            + "\nPass overwrite=True (--overwrite) to replace them, or choose another root "
-            "(--root)."
+            + "\nFix: pass overwrite=True (experiments/generate_datasets.py --overwrite) to "
+            "replace them, or choose another root (--root)."
         )
     gen = spec.generation_spec(compression)
     return [

@@ -18,6 +18,7 @@ from torch import nn
 
 from latentrl.checkpoint import load_weights, save_weights
 from latentrl.config import from_dict, to_json
+from latentrl.errors import ArtifactError
 from latentrl.models.config import ModelConfig
 from latentrl.nn.aggregator import Aggregator
 from latentrl.quantize import BottleneckOutput
@@ -197,7 +198,14 @@ class LatentActionModel(nn.Module):
         from latentrl.runs import read_json
 
         config = from_dict(ModelConfig, read_json(config_path), source=config_path)
-        model = build_model(config, torch.zeros(config.codebook_size, config.code_dim)).to(device)
+        try:
+            model = build_model(config, torch.zeros(config.codebook_size, config.code_dim))
+        except (ValueError, TypeError, AssertionError, RuntimeError, ZeroDivisionError) as e:
+            raise ArtifactError(
+                f"{config_path}: expected a buildable model config, found one the model refuses "
+                f"({type(e).__name__}: {e}). Fix: re-train, or restore the file."
+            ) from e
+        model = model.to(device)
         load_weights(model, folder / "model.safetensors")
         return model.eval()
 
