@@ -106,7 +106,9 @@ class DatasetSpec:
         try:
             split_counts(self.episodes, self.splits)
         except ValueError as e:
-            raise ValueError(f"--splits: {e}") from None
+            raise ValueError(
+                f"splits (generate_datasets.py --splits; train_*.py --data-splits): {e}"
+            ) from None
         if self.repeat < 1:
             raise ValueError(f"repeat must be >= 1, got {self.repeat}")
         if not 0.0 <= self.eps <= 1.0:
@@ -118,7 +120,8 @@ class DatasetSpec:
                 )
             if self.policy != "random" and self.task != "goal":
                 raise ValueError(
-                    f"policy {self.policy} walks agents to their goals: use task goal (--task goal)"
+                    f"policy {self.policy} walks agents to their goals: use task goal "
+                    "(generate_datasets.py --task goal; train_*.py --data-task goal)"
                 )
             if self.agents < 1 or self.size < 3 or self.tile_size < 1:
                 raise ValueError(

@@ -30,9 +30,10 @@ def global_row_mean(x: torch.Tensor) -> torch.Tensor:
     """Mean of rows ``(n, d) -> (d,)`` over the rows of every process."""
     if world_size() == 1:
         return x.mean(0)
-    count = x.new_full((1,), float(x.shape[0]))
-    stats = global_sum(torch.cat([x.sum(0), count]))
-    return stats[:-1] / stats[-1]
+    xf = x.float()
+    count = xf.new_full((1,), float(x.shape[0]))
+    stats = global_sum(torch.cat([xf.sum(0), count]))
+    return (stats[:-1] / stats[-1]).to(x.dtype)
 
 
 class SyncedBatchNorm1d(nn.BatchNorm1d):
@@ -47,11 +48,13 @@ class SyncedBatchNorm1d(nn.BatchNorm1d):
             return super().forward(x)
         if x.ndim != 2:
             raise ValueError(f"SyncedBatchNorm1d takes (n, d) rows, got shape {tuple(x.shape)}")
-        count = x.new_full((1,), float(x.shape[0]))
-        stats = global_sum(torch.cat([x.sum(0), count]))
+        # Statistics in float32 whatever the input (bf16 would round the row count itself).
+        xf = x.float()
+        count = xf.new_full((1,), float(x.shape[0]))
+        stats = global_sum(torch.cat([xf.sum(0), count]))
         n = stats[-1]
         mean = stats[:-1] / n
-        centred = x - mean
+        centred = xf - mean
         # Two passes (mean, then squared deviations) rather than E[x^2] - E[x]^2: no cancellation.
         var = global_sum(centred.square().sum(0)) / n
         out = centred * torch.rsqrt(var + self.eps)
@@ -59,7 +62,7 @@ class SyncedBatchNorm1d(nn.BatchNorm1d):
             out = out * self.weight + self.bias
         if self.track_running_stats:
             self._update_running_stats(mean.detach(), var.detach(), float(n.detach()))
-        return out
+        return out.to(x.dtype)
 
     @torch.no_grad()
     def _update_running_stats(self, mean: torch.Tensor, var: torch.Tensor, n: float) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import fnmatch
 import importlib
 import re
 import sys
@@ -20,7 +21,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = ("latentrl", "agents", "envs")
-TOKEN = re.compile(r"(?P<script>\b[a-z_]+)\.py\b|(?P<flag>(?<![\w-])--[a-z][a-z0-9-]*)")
+TOKEN = re.compile(r"(?P<script>\b[a-z_*]+)\.py\b|(?P<flag>(?<![\w-])--[a-z][a-z0-9-]*)")
 
 NOT_PRINTED_BY: dict[tuple[str, str], str] = {
     # (module, flag): why a script that imports the module never prints that message.
@@ -85,7 +86,8 @@ def message_flags(path: Path) -> set[tuple[str | None, str]]:
     """(script named before it or None, flag) for each flag in the messages of ``path``.
 
     A flag that follows a script name in the same message ("train_tokenizer.py --frame-size
-    64") is that script's; any other is the printing command's.
+    64", or a pattern: "train_*.py --data-task") is that script's; any other is the printing
+    command's.
     """
     flags = set()
     for node in ast.walk(ast.parse(path.read_text())):
@@ -122,13 +124,15 @@ def test_flags_in_error_messages_exist_on_the_commands_that_print_them(
                 todo += graph[name]
         for module in sorted(reach):
             for named, flag in sorted(message_flags(mods[module]), key=str):
-                # A named file that is not one of our scripts leaves the printing command.
-                owner = f"experiments.{named}" if f"experiments.{named}" in parsers else script
-                if flag not in parsers[owner] and (module, flag) not in NOT_PRINTED_BY:
-                    missing.append(
-                        f"{mods[module].relative_to(ROOT)} names {flag}: not on {owner} "
-                        f"(printed by {script})"
-                    )
+                # A named script (or pattern: train_*.py) owns the flag; a named file that is
+                # none of our scripts leaves it to the printing command.
+                owners = fnmatch.filter(parsers, f"experiments.{named}") if named else []
+                for owner in owners or [script]:
+                    if flag not in parsers[owner] and (module, flag) not in NOT_PRINTED_BY:
+                        missing.append(
+                            f"{mods[module].relative_to(ROOT)} names {flag}: not on {owner} "
+                            f"(printed by {script})"
+                        )
     assert not missing, "\n".join(sorted(set(missing)))
 
 
