@@ -45,7 +45,8 @@ def resolve_device(name: str) -> torch.device:
     device = torch.device(name)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise RuntimeError(
-            "--device cuda was asked for but no CUDA device is visible; use --device cpu"
+            "a CUDA device was asked for (train_*.py --device cuda) but none is visible; "
+            "use --device cpu"
         )
     return device
 
@@ -73,7 +74,7 @@ def shard_rows(x: torch.Tensor | None, info: DistInfo) -> torch.Tensor | None:
     if x.shape[0] % info.world_size:
         raise ValueError(
             f"global batch {x.shape[0]} is not divisible by {info.world_size} processes; "
-            "change --batch-size"
+            "change train_*.py --batch-size"
         )
     return x[info.rank :: info.world_size]
 

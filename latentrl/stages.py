@@ -291,7 +291,8 @@ def train_model_stage(
     if not (tokenizer_run / "results.json").is_file():
         raise FileNotFoundError(
             f"{tokenizer_run} is not a finished tokenizer run (no results.json): run "
-            "experiments/train_tokenizer.py first or pass --tokenizer RUN_DIR"
+            "experiments/train_tokenizer.py first, or pass a finished one as train_lam.py "
+            "--tokenizer RUN_DIR"
         )
     data = from_dict(
         DatasetSpec, read_json(tokenizer_run / "data.json"), source=tokenizer_run / "data.json"

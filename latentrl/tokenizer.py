@@ -64,7 +64,7 @@ class TokenizerConfig:
         if self.frame_size % self.downsample:
             raise ValueError(
                 f"frame_size {self.frame_size} is not divisible by 2**stages = {self.downsample}; "
-                "change --frame-size or the number of --stage-channels"
+                "change train_tokenizer.py --frame-size or the number of --stage-channels"
             )
 
 

@@ -221,8 +221,9 @@ def _check_shapes(shapes: dict[str, tuple[int, ...]]) -> None:
         listing = "\n  ".join(f"{k}: (h, w, c) = {v}" for k, v in shapes.items())
         raise FrameShapeMismatchError(
             f"frames of different shapes cannot share one cache:\n  {listing}\n"
-            "Fix: load datasets with the same frame size together (same --size/--tile-size or "
-            "--frame-size), or load them into separate caches."
+            "Fix: load datasets with the same frame size together (the same "
+            "generate_datasets.py --size/--tile-size or --frame-size), or load them into "
+            "separate caches."
         )
 
 

@@ -188,8 +188,8 @@ def _require_exists(dataset_id: str, root: str | os.PathLike[str] | None, path: 
     raise DatasetNotFoundError(
         f"no dataset {dataset_id!r} under {base} (looked for {path / _DATA_DIR}).\n"
         f"Datasets there:\n  {listing}\n"
-        "Fix: check the id and the root (--root / MINARI_DATASETS_PATH), or generate it with "
-        "experiments/generate_datasets.py."
+        "Fix: check the id and the root (generate_datasets.py --root / MINARI_DATASETS_PATH), "
+        "or generate it with experiments/generate_datasets.py."
     )
 
 
