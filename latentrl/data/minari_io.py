@@ -573,7 +573,16 @@ class DatasetReader:
     def _guard(self) -> Iterator[None]:
         try:
             yield
-        except (OSError, KeyError, RuntimeError, ValueError, TypeError) as e:
+        except (
+            OSError,
+            KeyError,
+            RuntimeError,
+            ValueError,
+            TypeError,
+            IndexError,
+            AttributeError,
+            OverflowError,
+        ) as e:
             if isinstance(e, DatasetCorruptError):
                 raise
             raise self._corrupt(e) from e
