@@ -200,7 +200,14 @@ class LatentActionModel(nn.Module):
         config = from_dict(ModelConfig, read_json(config_path), source=config_path)
         try:
             model = build_model(config, torch.zeros(config.codebook_size, config.code_dim))
-        except (ValueError, TypeError, AssertionError, RuntimeError, ZeroDivisionError) as e:
+        except (
+            ValueError,
+            TypeError,
+            AssertionError,
+            RuntimeError,
+            ZeroDivisionError,
+            IndexError,
+        ) as e:
             raise ArtifactError(
                 f"{config_path}: expected a buildable model config, found one the model refuses "
                 f"({type(e).__name__}: {e}). Fix: re-train, or restore the file."
