@@ -205,8 +205,8 @@ class LatentActionModel(nn.Module):
             TypeError,
             AssertionError,
             RuntimeError,
-            ZeroDivisionError,
-            IndexError,
+            ArithmeticError,
+            LookupError,
         ) as e:
             raise ArtifactError(
                 f"{config_path}: expected a buildable model config, found one the model refuses "
