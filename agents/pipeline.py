@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import shutil
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from multiprocessing import get_context
@@ -421,6 +422,20 @@ every agent's move at once (equal total capacity for the task)."""
 def run_pipeline(
     cfg: PipelineConfig, *, runs: Path, root: str | None = None, workers: int = 2
 ) -> dict[str, Any]:
+    """:func:`_run_pipeline`, whose output folder is removed again if it fails: a failed
+    command leaves no half-made folder (trained model runs stay, finished and reusable)."""
+    made: list[Path] = []
+    try:
+        return _run_pipeline(cfg, runs=runs, root=root, workers=workers, made=made)
+    except BaseException:
+        for path in made:
+            shutil.rmtree(path, ignore_errors=True)
+        raise
+
+
+def _run_pipeline(
+    cfg: PipelineConfig, *, runs: Path, root: str | None, workers: int, made: list[Path]
+) -> dict[str, Any]:
     """Run every stage and return (and write) the results.
 
     ``results.json`` holds ``env_id``, ``num_agents``, ``label_fraction``, ``episodes``,
@@ -455,6 +470,7 @@ def run_pipeline(
         check_planner_run(checked["flam"], cfg.planner)
     out = runs / "bc_from_video" / f"{env_id(data)}__{cfg.seed}__{time.strftime('%Y%m%d-%H%M%S')}"
     out.mkdir(parents=True, exist_ok=False)
+    made.append(out)
     t0 = time.perf_counter()
     tokenizer_run: Path | None = None
     reused: dict[str, bool] = {}

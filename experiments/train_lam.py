@@ -13,7 +13,9 @@ slot binding (eval/), and a rollout GIF to tensorboard; writes the model as safe
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
+import os
 from pathlib import Path
 
 from latentrl.config import add_config_args, override
@@ -41,6 +43,13 @@ def main() -> None:
         default=None,
         help="tokenizer run folder (default: newest on this data)",
     )
+    parser.add_argument(
+        "--tokenizer-steps",
+        type=int,
+        default=None,
+        help="steps of the tokenizer trained first when there is none on this data "
+        "(default: the preset's)",
+    )
     add_config_args(
         parser, DatasetSpec, "dataset (prefixed --data-)", prefix="data", shown=shown.data
     )
@@ -55,10 +64,15 @@ def main() -> None:
         tokenizer = latest_run(args["runs"], "tokenizer", data)
         if tokenizer is None:
             print("no tokenizer run on this data yet: training one first")
+            tok_train = dataclasses.replace(
+                preset.tokenizer_train, device=args["device"], threads=args["threads"]
+            )
+            if args["tokenizer_steps"] is not None:
+                tok_train = dataclasses.replace(tok_train, steps=args["tokenizer_steps"])
             tokenizer = train_tokenizer_stage(
                 data,
                 preset.tokenizer,
-                preset.tokenizer_train,
+                tok_train,
                 root=args["root"],
                 runs=args["runs"],
                 workers=args["workers"],
@@ -74,7 +88,7 @@ def main() -> None:
         )
     finally:
         teardown()
-    if (run / "results.json").is_file():
+    if os.environ.get("RANK", "0") == "0" and (run / "results.json").is_file():
         results = read_json(run / "results.json")
         print(f"\nrun: {run}")
         print(json.dumps({k: v for k, v in results.items() if k != "curve"}, indent=2))

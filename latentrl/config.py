@@ -9,10 +9,15 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
+import os
 import types
 import typing
 from collections.abc import Mapping, Sequence
 from typing import Any, TypeVar
+
+from latentrl.errors import ArtifactError
+from latentrl.limits import limit_problems
 
 C = TypeVar("C")
 
@@ -102,17 +107,80 @@ def to_json(config: Any) -> str:
     return json.dumps(dataclasses.asdict(config), indent=2, sort_keys=True)
 
 
-def from_dict(cls: type[C], data: Mapping[str, Any]) -> C:
-    """JSON-loaded mapping -> config of type ``cls``; unknown keys are an error."""
+def _type_problem(tp: Any, value: Any) -> str | None:
+    """Why ``value`` (from JSON) does not fit the annotation ``tp``, or None if it does."""
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        if any(_type_problem(a, value) is None for a in args):
+            return None
+        return f"expected {tp}, found {value!r}"
+    if tp is type(None):
+        return None if value is None else f"expected null, found {value!r}"
+    if origin is typing.Literal:
+        return None if value in args else f"expected one of {list(args)}, found {value!r}"
+    if origin is tuple:
+        if not isinstance(value, list | tuple):
+            return f"expected a list, found {value!r}"
+        inner = args[:1] * len(value) if len(args) == 2 and args[1] is Ellipsis else args
+        if len(inner) != len(value):
+            return f"expected {len(inner)} values, found {len(value)}"
+        for a, v in zip(inner, value, strict=True):
+            if (problem := _type_problem(a, v)) is not None:
+                return problem
+        return None
+    if tp is bool:
+        return None if isinstance(value, bool) else f"expected true or false, found {value!r}"
+    if tp is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+        return None if ok else f"expected an integer, found {value!r}"
+    if tp is float:
+        ok = isinstance(value, int | float) and not isinstance(value, bool)
+        if ok and math.isfinite(value):
+            return None
+        return f"expected a finite number, found {value!r}"
+    if tp is str:
+        return None if isinstance(value, str) else f"expected a string, found {value!r}"
+    return None  # other annotations are checked by the class itself
+
+
+def from_dict(cls: type[C], data: Any, source: str | os.PathLike[str] | None = None) -> C:
+    """JSON-loaded mapping -> config of type ``cls``, validated before anything is built.
+
+    Unknown keys, values of the wrong type and sizes outside :data:`latentrl.limits.LIMITS`
+    are an :class:`~latentrl.errors.ArtifactError` naming ``source`` (the file it came from).
+    """
+    where = f"{source}: " if source is not None else ""
+    fix = (
+        "Fix: re-train, or restore the file from the run that wrote it"
+        if source is not None
+        else "Fix: check the values"
+    )
+    if not isinstance(data, Mapping):
+        raise ArtifactError(
+            f"{where}expected a JSON object of {cls.__name__} fields, found "
+            f"{type(data).__name__}. {fix}."
+        )
     names = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
     unknown = set(data) - set(names)
     if unknown:
-        raise ValueError(
-            f"unknown {cls.__name__} fields {sorted(unknown)}: the file was written by another "
-            "version of latentrl; re-train or edit the config file"
+        raise ArtifactError(
+            f"{where}unknown {cls.__name__} fields {sorted(unknown)}: expected only "
+            f"{sorted(names)}, found a file written by another version of latentrl. Fix: "
+            "re-train or edit the config file."
         )
+    hints = typing.get_type_hints(cls)
+    problems = [
+        f"{k}: {p}" for k, v in data.items() if (p := _type_problem(hints[k], v)) is not None
+    ]
+    problems += limit_problems(cls.__name__, data)
+    if problems:
+        listing = "\n  ".join(problems)
+        raise ArtifactError(f"{where}{cls.__name__} values out of place:\n  {listing}\n{fix}.")
     values = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
-    return cls(**values)
+    try:
+        return cls(**values)
+    except (TypeError, ValueError) as e:
+        raise ArtifactError(f"{where}{cls.__name__} refused: {e}. {fix}.") from e
 
 
 def preset_name(argv: list[str] | None, choices: Sequence[str], default: str) -> str:

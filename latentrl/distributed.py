@@ -2,16 +2,23 @@
 
 ``torchrun --nproc-per-node 2 experiments/train_lam.py ...`` sets ``WORLD_SIZE``/``RANK``; we
 then join the process group (gloo on CPU, NCCL on CUDA). Every rank draws the same global batch
-and keeps its own rows, so a DDP step equals a single-process step on the global batch.
+and keeps its own rows, so a DDP step equals a single-process step on the global batch (batch
+statistics included: :mod:`latentrl.nn.batch_norm`). Rank 0 alone generates data and creates and
+writes run folders; the other ranks wait for it (:func:`main_first`, :func:`from_main`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
+from collections.abc import Iterator
+from typing import TypeVar
 
 import torch
 import torch.distributed as dist
+
+T = TypeVar("T")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,7 +45,8 @@ def resolve_device(name: str) -> torch.device:
     device = torch.device(name)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise RuntimeError(
-            "--device cuda was asked for but no CUDA device is visible; use --device cpu"
+            "a CUDA device was asked for (train_*.py --device cuda) but none is visible; "
+            "use --device cpu"
         )
     return device
 
@@ -66,9 +74,38 @@ def shard_rows(x: torch.Tensor | None, info: DistInfo) -> torch.Tensor | None:
     if x.shape[0] % info.world_size:
         raise ValueError(
             f"global batch {x.shape[0]} is not divisible by {info.world_size} processes; "
-            "change --batch-size"
+            "change train_*.py --batch-size"
         )
     return x[info.rank :: info.world_size]
+
+
+def barrier(info: DistInfo) -> None:
+    """Wait until every rank gets here (nothing to wait for in one process)."""
+    if info.enabled:
+        dist.barrier()
+
+
+@contextlib.contextmanager
+def main_first(info: DistInfo) -> Iterator[None]:
+    """Rank 0 runs the block first; the other ranks wait, then run it (finding its results).
+
+    For work with side effects on disk (generating datasets): only rank 0 writes, the others
+    then read what it wrote. If rank 0 fails, torchrun stops the waiting ranks.
+    """
+    if not info.is_main:
+        barrier(info)
+    yield
+    if info.is_main:
+        barrier(info)
+
+
+def from_main(value: T, info: DistInfo) -> T:
+    """Rank 0's ``value`` on every rank (e.g. the run folder only rank 0 created)."""
+    if not info.enabled:
+        return value
+    box = [value if info.is_main else None]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]  # type: ignore[return-value]
 
 
 def teardown() -> None:

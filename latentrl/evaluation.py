@@ -144,8 +144,9 @@ def load_split(
     ids = run.data.dataset_ids()
     if split not in ids:
         raise ValueError(
-            f"the data of {run.tokenizer_run} has no {split} split (its --data-splits give it no "
-            f"episodes): evaluate on --split {next(iter(reversed(ids)))} or regenerate the data"
+            f"the data of {run.tokenizer_run} has no {split} split (its train_*.py --data-splits "
+            f"give it no episodes): evaluate on another split (evaluate_world_model.py --split "
+            f"{next(iter(reversed(ids)))}) or regenerate the data"
         )
     if not dataset_exists(ids[split], root):
         print(
@@ -177,7 +178,8 @@ def pick_windows(codes: CodeCache, window: int, count: int, seed: int) -> np.nda
     if longest < window:
         raise ValueError(
             f"no episode of the split has {window} frames (longest: {longest}): evaluate fewer "
-            f"rollout steps (--steps {longest - 1}) or generate longer episodes"
+            f"rollout steps (evaluate_world_model.py --steps {longest - 1}) or generate longer "
+            "episodes"
         )
     starts = codes.starts(window)
     pick = np.random.default_rng(seed).choice(

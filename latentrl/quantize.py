@@ -21,6 +21,7 @@ from torch import nn
 from vector_quantize_pytorch import FSQ
 
 from latentrl.config import opt
+from latentrl.nn.batch_norm import SyncedBatchNorm1d, global_row_mean
 from latentrl.nn.whiten import BatchWhitening
 
 BottleneckKind = Literal["fsq", "gaussian", "sparse"]
@@ -90,14 +91,15 @@ class LatentBottleneck(nn.Module):
             self.proj = nn.Linear(d_in, len(config.fsq_levels))
             # Without a learnable scale or shift no dimension can drift into tanh saturation:
             # each keeps zero mean and unit variance over the batch, so its levels stay in use.
+            # The statistics span every torchrun process (a DDP step = a one-process step).
             # Whitening also decorrelates the dimensions, so that two of them cannot become one
             # (a 2D code on a line, two moves sharing a code).
             d_a = len(config.fsq_levels)
             self.norm: nn.Module | None = None
             if config.whiten:
-                self.norm = BatchWhitening(d_a)
+                self.norm = BatchWhitening(d_a, row_mean=global_row_mean)
             elif config.norm:
-                self.norm = nn.BatchNorm1d(d_a, affine=False)
+                self.norm = SyncedBatchNorm1d(d_a, affine=False)
             self.fsq = FSQ(
                 levels=list(config.fsq_levels),
                 preserve_symmetry=any(lv == 2 for lv in config.fsq_levels),
@@ -125,7 +127,7 @@ class LatentBottleneck(nn.Module):
             # levels in use; "no move" then naturally takes the middle level.
             aux = h.new_zeros(())
             if cfg.center > 0 and self.training:
-                aux = cfg.center * rearrange(h, "... d -> (...) d").mean(0).pow(2).sum()
+                aux = cfg.center * global_row_mean(rearrange(h, "... d -> (...) d")).pow(2).sum()
             return BottleneckOutput(codes.reshape(*lead, -1), indices.reshape(lead).long(), aux)
         if cfg.kind == "gaussian":
             mu, logvar = h.chunk(2, dim=-1)

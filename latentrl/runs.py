@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 from latentrl.data.recipes import DatasetSpec
+from latentrl.errors import ArtifactError
 
 
 def write_json(path: Path, data: Any) -> None:
@@ -36,9 +37,16 @@ def _jsonable(obj: Any) -> Any:
 
 
 def read_json(path: Path) -> Any:
+    """A JSON file of a run folder; damaged text is an :class:`ArtifactError` naming it."""
     if not path.is_file():
         raise FileNotFoundError(f"{path} does not exist: is {path.parent} a latentrl run folder?")
-    return json.loads(path.read_text())
+    try:
+        return json.loads(path.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ArtifactError(
+            f"{path}: expected JSON, found unreadable text ({e}). Fix: re-run the command that "
+            f"wrote {path.parent}, or restore the file."
+        ) from e
 
 
 def hardware() -> str:

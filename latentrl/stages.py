@@ -8,9 +8,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
+import shutil
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,12 +21,13 @@ import numpy as np
 import torch
 from torch.utils.tensorboard import SummaryWriter
 
-from latentrl.checkpoint import save_weights
+from latentrl.checkpoint import read_state, save_weights
 from latentrl.config import from_dict, to_json
 from latentrl.data.cache import FrameCache
 from latentrl.data.codes import CodeCache, encode_cache
 from latentrl.data.recipes import DatasetSpec, ensure_datasets
-from latentrl.distributed import DistInfo, setup
+from latentrl.distributed import DistInfo, barrier, from_main, main_first, setup
+from latentrl.errors import ArtifactError
 from latentrl.evaluation import quick_scores
 from latentrl.models import LatentActionModel, ModelConfig, build_model
 from latentrl.presets import StageConfig
@@ -41,6 +45,57 @@ WM_EVAL_WINDOWS = 16
 """Held-out windows of the cheap world-model figures logged during training (eval/psnr_1step,
 eval/dpsnr against the tokenizer's reconstruction; experiments/evaluate_world_model.py gives
 the real ones)."""
+
+
+def _stored_config(path: Path, keys: tuple[str, ...]) -> dict[str, Any]:
+    """A run's ``config.json``, refused unless it is an object holding ``keys``."""
+    stored = read_json(path)
+    if not isinstance(stored, dict) or not set(keys) <= set(stored):
+        found = sorted(stored) if isinstance(stored, dict) else type(stored).__name__
+        raise ArtifactError(
+            f"{path}: expected a JSON object with {list(keys)}, found {found}. Fix: pass the "
+            "run folder the training command wrote, or restore the file."
+        )
+    return stored
+
+
+def _resumed_progress(resume: Path | None) -> dict[str, Any]:
+    """Curve (evaluations up to the checkpoint's step) and wall time a resumed run had."""
+    if resume is None:
+        return {"curve": [], "wall_seconds": 0.0}
+    state = read_state(resume / "checkpoints" / "latest")
+    curve = [
+        row
+        for row in state.get("curve", [])
+        if isinstance(row, dict)
+        and isinstance(row.get("step"), int)
+        and row["step"] <= state["step"]
+    ]
+    wall = state.get("wall_seconds", 0.0)
+    return {"curve": curve, "wall_seconds": float(wall) if isinstance(wall, int | float) else 0.0}
+
+
+@contextlib.contextmanager
+def _removed_unless_resumable(run: Path, info: DistInfo, resumed: bool) -> Iterator[None]:
+    """A new run folder that fails before its first checkpoint is removed (nothing in it could
+    be resumed): a failed command leaves no half-made run folder."""
+    try:
+        yield
+    except BaseException:
+        if info.is_main and not resumed and not (run / "checkpoints" / "latest").is_dir():
+            shutil.rmtree(run, ignore_errors=True)
+        raise
+
+
+def _run_folder(
+    resume: Path | None, runs: Path, data: DatasetSpec, model: str, seed: int, info: DistInfo
+) -> Path:
+    """The resumed folder, or a new one that rank 0 alone creates and every rank then uses."""
+    if resume is not None:
+        return resume
+    path = from_main(new_run_dir(runs, data, model, seed) if info.is_main else None, info)
+    assert path is not None
+    return path
 
 
 # -- tokenizer ---------------------------------------------------------------------------------
@@ -81,23 +136,28 @@ def train_tokenizer_stage(
         torch.set_num_threads(train_cfg.threads)
     info = setup(train_cfg.device)
     if resume is not None:
-        data = from_dict(DatasetSpec, read_json(resume / "data.json"))
-        tok_cfg = from_dict(TokenizerConfig, read_json(resume / "config.json")["tokenizer"])
-        train_cfg = from_dict(TrainConfig, read_json(resume / "config.json")["train"])
-    ids = ensure_datasets(data, root, workers=workers, progress=info.is_main)
+        data = from_dict(DatasetSpec, read_json(resume / "data.json"), source=resume / "data.json")
+        stored = _stored_config(resume / "config.json", ("tokenizer", "train"))
+        tok_cfg = from_dict(TokenizerConfig, stored["tokenizer"], source=resume / "config.json")
+        train_cfg = from_dict(TrainConfig, stored["train"], source=resume / "config.json")
+    with main_first(info):  # rank 0 generates missing splits; the others then find them
+        ids = ensure_datasets(data, root, workers=workers, progress=info.is_main)
     caches = {split: FrameCache.load(i, root) for split, i in ids.items()}
     h, w, c = caches["train"].frame_shape
     if (h, w, c) != (tok_cfg.frame_size, tok_cfg.frame_size, tok_cfg.channels):
         raise ValueError(
             f"the dataset's frames are {h}x{w}x{c} but the tokenizer expects "
-            f"{tok_cfg.frame_size}x{tok_cfg.frame_size}x{tok_cfg.channels}: pass --frame-size {h}"
+            f"{tok_cfg.frame_size}x{tok_cfg.frame_size}x{tok_cfg.channels}. Fix: train the "
+            f"tokenizer at this size (experiments/train_tokenizer.py --frame-size {h} and the "
+            "same dataset flags), then pass its run folder to train_lam.py --tokenizer"
         )
-    run = resume or new_run_dir(runs, data, "tokenizer", train_cfg.seed)
-    write_json(run / "data.json", dataclasses.asdict(data))
-    write_json(
-        run / "config.json",
-        {"tokenizer": dataclasses.asdict(tok_cfg), "train": dataclasses.asdict(train_cfg)},
-    )
+    run = _run_folder(resume, runs, data, "tokenizer", train_cfg.seed, info)
+    if info.is_main:
+        write_json(run / "data.json", dataclasses.asdict(data))
+        write_json(
+            run / "config.json",
+            {"tokenizer": dataclasses.asdict(tok_cfg), "train": dataclasses.asdict(train_cfg)},
+        )
     torch.manual_seed(train_cfg.seed)
     tok = Tokenizer(tok_cfg)
     frames = caches["train"].frames
@@ -112,18 +172,21 @@ def train_tokenizer_stage(
         log_gif(writer, "eval/reconstruction", video, step)
         save_gif(video, run / "media" / f"reconstruction_{step:06d}.gif")
 
-    start = time.perf_counter()
-    result = train(
-        tok,
-        sample,
-        train_cfg,
-        run,
-        info,
-        resume=resume is not None,
-        media=media,
-        evaluate=lambda step: {"val_psnr": _psnr(tok, val, info.device)},
-    )
+    start = time.perf_counter() - _resumed_progress(resume)["wall_seconds"]
+    with _removed_unless_resumable(run, info, resume is not None):
+        result = train(
+            tok,
+            sample,
+            train_cfg,
+            run,
+            info,
+            resume=resume is not None,
+            media=media,
+            evaluate=lambda step: {"val_psnr": _psnr(tok, val, info.device)},
+            checkpoint_state=lambda: {"wall_seconds": time.perf_counter() - start},
+        )
     if not info.is_main:
+        barrier(info)  # until rank 0 has written the weights, codes and results.json
         return run
     (run / "tokenizer").mkdir(exist_ok=True)
     (run / "tokenizer" / "config.json").write_text(to_json(tok_cfg))
@@ -145,6 +208,7 @@ def train_tokenizer_stage(
             "datasets": ids,
         },
     )
+    barrier(info)
     return run
 
 
@@ -210,33 +274,39 @@ def train_model_stage(
         torch.set_num_threads(train_cfg.threads)
     info: DistInfo = setup(train_cfg.device)
     if resume is not None:
-        stored = read_json(resume / "config.json")
-        model_cfg = from_dict(ModelConfig, stored["model"])
-        train_cfg = from_dict(TrainConfig, stored["train"])
-        stage_cfg = from_dict(StageConfig, stored["stage"])
-        tokenizer_run = Path(stored["tokenizer_run"])
+        path = resume / "config.json"
+        stored = _stored_config(path, ("model", "train", "stage", "tokenizer_run"))
+        model_cfg = from_dict(ModelConfig, stored["model"], source=path)
+        train_cfg = from_dict(TrainConfig, stored["train"], source=path)
+        stage_cfg = from_dict(StageConfig, stored["stage"], source=path)
+        tokenizer_run = Path(str(stored["tokenizer_run"]))
     if not (tokenizer_run / "results.json").is_file():
         raise FileNotFoundError(
             f"{tokenizer_run} is not a finished tokenizer run (no results.json): run "
-            "experiments/train_tokenizer.py first or pass --tokenizer RUN_DIR"
+            "experiments/train_tokenizer.py first, or pass a finished one as train_lam.py "
+            "--tokenizer RUN_DIR"
         )
-    data = from_dict(DatasetSpec, read_json(tokenizer_run / "data.json"))
+    data = from_dict(
+        DatasetSpec, read_json(tokenizer_run / "data.json"), source=tokenizer_run / "data.json"
+    )
     tok = load_tokenizer(tokenizer_run, info.device)
     model_cfg = model_config_for(model_cfg, tok, data)
-    train_codes = CodeCache.load(tokenizer_run / "codes" / "train.safetensors")
+    codebook = tok.config.codebook_size
+    train_codes = CodeCache.load(tokenizer_run / "codes" / "train.safetensors", codebook)
     val_path = tokenizer_run / "codes" / "val.safetensors"
-    val_codes = CodeCache.load(val_path) if val_path.is_file() else train_codes
-    run = resume or new_run_dir(runs, data, model_cfg.model, train_cfg.seed)
-    write_json(run / "data.json", dataclasses.asdict(data))
-    write_json(
-        run / "config.json",
-        {
-            "model": dataclasses.asdict(model_cfg),
-            "train": dataclasses.asdict(train_cfg),
-            "stage": dataclasses.asdict(stage_cfg),
-            "tokenizer_run": str(tokenizer_run.resolve()),
-        },
-    )
+    val_codes = CodeCache.load(val_path, codebook) if val_path.is_file() else train_codes
+    run = _run_folder(resume, runs, data, model_cfg.model, train_cfg.seed, info)
+    if info.is_main:
+        write_json(run / "data.json", dataclasses.asdict(data))
+        write_json(
+            run / "config.json",
+            {
+                "model": dataclasses.asdict(model_cfg),
+                "train": dataclasses.asdict(train_cfg),
+                "stage": dataclasses.asdict(stage_cfg),
+                "tokenizer_run": str(tokenizer_run.resolve()),
+            },
+        )
 
     torch.manual_seed(train_cfg.seed)
     model = build_model(model_cfg, code_features(tok))
@@ -272,20 +342,25 @@ def train_model_stage(
                 writer, step, model, tok, held_out.to(info.device), cell_px, token_px
             )
 
-    curve: list[dict[str, float]] = []
-    start = time.perf_counter()
-    result = train(
-        model,
-        sample,
-        train_cfg,
-        run,
-        info,
-        evaluate=evaluate,
-        media=media,
-        resume=resume is not None,
-        stop_after=stop_after,
-    )
+    # A resumed run continues the curve and the wall time of the segments before it.
+    prior = _resumed_progress(resume)
+    curve: list[dict[str, float]] = prior["curve"]
+    start = time.perf_counter() - prior["wall_seconds"]
+    with _removed_unless_resumable(run, info, resume is not None):
+        result = train(
+            model,
+            sample,
+            train_cfg,
+            run,
+            info,
+            evaluate=evaluate,
+            media=media,
+            resume=resume is not None,
+            stop_after=stop_after,
+            checkpoint_state=lambda: {"curve": curve, "wall_seconds": time.perf_counter() - start},
+        )
     if not info.is_main:
+        barrier(info)  # until rank 0 has written the model and results.json
         return run
     model.save(run / "model")
     summary: dict[str, Any] = {
@@ -300,4 +375,5 @@ def train_model_stage(
         "tokenizer_run": str(tokenizer_run),
     }
     write_json(run / "results.json", summary)
+    barrier(info)
     return run

@@ -9,7 +9,6 @@ up from them, so a dataset is encoded once and stage 2 never touches pixels.
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 from pathlib import Path
 from typing import Literal
@@ -23,6 +22,7 @@ from vector_quantize_pytorch import FSQ
 from latentrl.checkpoint import load_weights
 from latentrl.config import from_dict, opt
 from latentrl.nn.impala import ImpalaDecoder, ImpalaEncoder, PatchDecoder, PatchEncoder
+from latentrl.runs import read_json
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,7 +67,7 @@ class TokenizerConfig:
         if self.frame_size % self.downsample:
             raise ValueError(
                 f"frame_size {self.frame_size} is not divisible by 2**stages = {self.downsample}; "
-                "change --frame-size or the number of --stage-channels"
+                "change train_tokenizer.py --frame-size or the number of --stage-channels"
             )
 
 
@@ -134,7 +134,8 @@ class Tokenizer(nn.Module):
 
 def load_tokenizer(run: Path, device: torch.device | str = "cpu") -> Tokenizer:
     """The tokenizer saved in a tokenizer run folder."""
-    cfg = from_dict(TokenizerConfig, json.loads((run / "tokenizer" / "config.json").read_text()))
+    path = run / "tokenizer" / "config.json"
+    cfg = from_dict(TokenizerConfig, read_json(path), source=path)
     tok = Tokenizer(cfg).to(device)
     load_weights(tok, run / "tokenizer" / "model.safetensors")
     return tok.eval()

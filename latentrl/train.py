@@ -110,11 +110,14 @@ def train(
     media: Callable[[int, SummaryWriter], None] | None = None,
     resume: bool = False,
     stop_after: int | None = None,
+    checkpoint_state: Callable[[], dict[str, Any]] | None = None,
 ) -> TrainResult:
     """Train ``model`` for ``config.steps`` steps; checkpoints go to ``run_dir/checkpoints``.
 
     ``sample_batch(step, generator)`` returns the global batch of that step (on CPU).
     ``stop_after`` ends this call early (as if killed) for resume tests and time budgets.
+    ``checkpoint_state()`` adds JSON-able entries to each checkpoint's state (a stage's curve
+    and wall time so far, read back on resume: :func:`latentrl.checkpoint.read_state`).
     """
     device = info.device
     model.to(device)
@@ -203,7 +206,8 @@ def train(
                 media(done, writer)
             model.train()
         if info.is_main and (done % config.checkpoint_every == 0 or done == end):
-            save_checkpoint(ckpt_dir, model, optimizer, {"step": done})
+            extra = checkpoint_state() if checkpoint_state is not None else {}
+            save_checkpoint(ckpt_dir, model, optimizer, {**extra, "step": done})
     elapsed = time.perf_counter() - t0
     if writer is not None:
         writer.close()

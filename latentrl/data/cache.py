@@ -88,8 +88,11 @@ class FrameCache:
             frames.append(ep.frame_array()[:n])
             lengths.append(n)
             if labels:
-                act = np.asarray(ep.actions, np.int64).reshape(ep.num_steps, -1)[: n - 1]
-                actions.append(np.concatenate([act, np.full_like(act[:1], -1)]))
+                act = np.asarray(ep.actions, np.int64)
+                # (T, a) or (T,); explicit so that a one-frame episode (T = 0) keeps its a.
+                act = act.reshape(ep.num_steps, int(np.prod(act.shape[1:], dtype=np.int64)))
+                act = act[: n - 1]
+                actions.append(np.concatenate([act, np.full((1, act.shape[1]), -1, np.int64)]))
                 if ep.positions is not None:
                     positions.append(np.asarray(ep.positions, np.int64)[:n])
         if not frames:
@@ -154,7 +157,8 @@ class FrameCache:
         _check_shapes({r.dataset_id: r.frame_shape for r in readers})
         plan = []  # (reader index, episode, frames kept)
         for ri, r in enumerate(readers):
-            steps = r.episode_steps()[:max_episodes]
+            # Every episode's shapes and dtypes, before anything is allocated or decoded.
+            steps = [r.check_episode(ep) for ep in range(r.num_episodes)[:max_episodes]]
             has_repeat = _REPEAT_KEY in r.info_keys() if r.num_episodes else False
             for ep, t in enumerate(steps):
                 repeat = r.read_array(ep, f"infos/{_REPEAT_KEY}") if has_repeat else None
@@ -169,11 +173,7 @@ class FrameCache:
 
         actions = positions = None
         if labels:
-            agents = {}
-            for r in readers:
-                if r.num_episodes:
-                    first = r.read_array(0, "actions")
-                    agents[r.dataset_id] = first.reshape(len(first), -1).shape[1]
+            agents = {r.dataset_id: r.num_agents for r in readers if r.num_episodes}
             _check_agents(agents)
             a = next(iter(agents.values()))
             actions = np.full((len(frames), a), -1, np.int64)
@@ -186,7 +186,7 @@ class FrameCache:
             r.read_frames_into(ep, frames[start : start + n], scratch)
             if actions is not None:
                 act = r.read_array(ep, "actions")
-                actions[start : start + n - 1] = act.reshape(len(act), -1)[: n - 1]
+                actions[start : start + n - 1] = act.reshape(len(act), a)[: n - 1]
             if positions is not None:
                 positions[start : start + n] = r.read_array(ep, "infos/agent_pos")[:n]
 
@@ -221,8 +221,9 @@ def _check_shapes(shapes: dict[str, tuple[int, ...]]) -> None:
         listing = "\n  ".join(f"{k}: (h, w, c) = {v}" for k, v in shapes.items())
         raise FrameShapeMismatchError(
             f"frames of different shapes cannot share one cache:\n  {listing}\n"
-            "Fix: load datasets with the same frame size together (same --size/--tile-size or "
-            "--frame-size), or load them into separate caches."
+            "Fix: load datasets with the same frame size together (the same "
+            "generate_datasets.py --size/--tile-size or --frame-size), or load them into "
+            "separate caches."
         )
 
 

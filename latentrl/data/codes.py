@@ -14,11 +14,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from safetensors import SafetensorError, safe_open
 from safetensors.numpy import load_file, save_file
 from tqdm.auto import tqdm
 
 from latentrl.data.cache import FrameCache
 from latentrl.data.windows import window_starts
+from latentrl.errors import ArtifactError
 from latentrl.types import CodeBatch, frames_to_float
 
 
@@ -42,7 +44,7 @@ class CodeCache:
             longest = int(np.diff(self.episode_starts).max())
             raise ValueError(
                 f"no episode has {window} frames (longest: {longest}); use a shorter window "
-                "(--window) or generate longer episodes (--steps)"
+                "(train_lam.py --window) or longer episodes (train_lam.py --data-steps)"
             )
         return starts
 
@@ -78,13 +80,88 @@ class CodeCache:
         os.replace(tmp, path)
 
     @classmethod
-    def load(cls, path: Path) -> CodeCache:
+    def load(cls, path: Path, codebook_size: int | None = None) -> CodeCache:
+        """Read a cache written by :meth:`save`, checking every array's shape, dtype and range.
+
+        Refusals are :class:`~latentrl.errors.ArtifactError` naming ``path``; ``codebook_size``
+        (when given) bounds the code values.
+        """
         if not path.is_file():
             raise FileNotFoundError(
                 f"no encoded dataset at {path}: run experiments/train_tokenizer.py on this dataset first"
             )
-        t = load_file(str(path))
-        return cls(t["codes"], t["episode_starts"], t.get("actions"), t.get("positions"))
+        try:
+            with safe_open(str(path), framework="np") as f:
+                header = {
+                    k: (tuple(f.get_slice(k).get_shape()), f.get_slice(k).get_dtype())
+                    for k in f.keys()  # noqa: SIM118 (safe_open is not iterable)
+                }
+        except (SafetensorError, OSError, ValueError, RuntimeError) as e:
+            raise _refuse(path, "a safetensors file", f"an unreadable one ({e})") from e
+        _check_code_header(path, header)
+        try:
+            t = load_file(str(path))
+        except (SafetensorError, OSError, ValueError, RuntimeError) as e:
+            raise _refuse(path, "a safetensors file", f"an unreadable one ({e})") from e
+        codes, starts = t["codes"], t["episode_starts"]
+        if len(starts) < 2 or starts[0] != 0 or starts[-1] != len(codes):
+            raise _refuse(
+                path,
+                f"episode_starts from 0 to {len(codes)} (the frame count)",
+                f"{starts[:1].tolist()} ... {starts[-1:].tolist()} ({len(starts)} values)",
+            )
+        if np.any(np.diff(starts) < 1):
+            raise _refuse(path, "increasing episode_starts", "an episode of no frames")
+        top = codebook_size if codebook_size is not None else np.iinfo(codes.dtype).max + 1
+        if codes.size and (codes.min() < 0 or codes.max() >= top):
+            raise _refuse(
+                path, f"codes in [0, {top})", f"values from {codes.min()} to {codes.max()}"
+            )
+        return cls(codes, starts, t.get("actions"), t.get("positions"))
+
+
+def _refuse(path: Path, expected: str, found: str) -> ArtifactError:
+    return ArtifactError(
+        f"{path}: expected {expected}, found {found}. Fix: delete the tokenizer run's codes/ "
+        "folder and re-encode (re-run experiments/train_tokenizer.py), or restore the file."
+    )
+
+
+def _check_code_header(path: Path, header: dict[str, tuple[tuple[int, ...], str]]) -> None:
+    allowed = {"codes", "episode_starts", "actions", "positions"}
+    if not {"codes", "episode_starts"} <= set(header) or set(header) - allowed:
+        raise _refuse(
+            path, "tensors codes, episode_starts [, actions, positions]", str(sorted(header))
+        )
+    (codes_shape, codes_dtype), (starts_shape, starts_dtype) = (
+        header["codes"],
+        header["episode_starts"],
+    )
+    frames = codes_shape[0] if codes_shape else 0
+    wanted = {
+        "codes": (len(codes_shape) == 2 and codes_dtype in ("I16", "I32", "I64"), "integer (F, n)"),
+        "episode_starts": (len(starts_shape) == 1 and starts_dtype == "I64", "int64 (E + 1,)"),
+    }
+    if "actions" in header:
+        shape, dtype = header["actions"]
+        wanted["actions"] = (
+            len(shape) == 2 and shape[0] == frames and dtype == "I64",
+            f"int64 ({frames}, a)",
+        )
+    if "positions" in header:
+        shape, dtype = header["positions"]
+        agents = (
+            header["actions"][0][1]
+            if "actions" in header and len(header["actions"][0]) == 2
+            else None
+        )
+        ok = len(shape) == 3 and shape[0] == frames and shape[2] == 2 and dtype == "I64"
+        ok = ok and (agents is None or shape[1] == agents)
+        wanted["positions"] = (ok, f"int64 ({frames}, a, 2)")
+    for name, (ok, expected) in wanted.items():
+        if not ok:
+            shape, dtype = header[name]
+            raise _refuse(path, f"{name} {expected}", f"{dtype} {list(shape)}")
 
 
 @torch.no_grad()

@@ -15,6 +15,10 @@ class DatasetNotFoundError(DatasetError, FileNotFoundError):
     """No dataset with this id under the root."""
 
 
+class DatasetIdError(DatasetError, ValueError):
+    """A dataset id that is not ``namespace/name-vN``."""
+
+
 class DatasetCorruptError(DatasetError, OSError):
     """A dataset's files cannot be read (truncated, half-written or not a latentrl dataset)."""
 

@@ -71,6 +71,7 @@ from latentrl.data.episode import (
 from latentrl.data.errors import (
     DatasetCorruptError,
     DatasetExistsError,
+    DatasetIdError,
     DatasetNotFoundError,
 )
 
@@ -156,8 +157,9 @@ def check_writable(
     path = dataset_path(dataset_id, root)
     if path.exists() and not overwrite:
         raise DatasetExistsError(
-            f"dataset {dataset_id!r} already exists at {path}. Pass overwrite=True "
-            "(--overwrite on the command line) to replace it, or use another id/root."
+            f"dataset {dataset_id!r} already exists at {path}. Fix: pass overwrite=True "
+            "(experiments/generate_datasets.py --overwrite) to replace it, or use another "
+            "id/root."
         )
 
 
@@ -165,11 +167,15 @@ def _check_id(dataset_id: str) -> None:
     from minari.dataset.minari_dataset import parse_dataset_id
 
     try:
+        # Minari's parser raises TypeError for some malformed ids ("foo", "ns/name-vx").
+        if not isinstance(dataset_id, str):
+            raise TypeError(f"not a string but {type(dataset_id).__name__}")
         parse_dataset_id(dataset_id)
-    except ValueError as e:
-        raise ValueError(
-            f"malformed dataset id {dataset_id!r}: ids are namespace/name-vN, e.g. "
-            "'multigrid/empty-agent_4-v0' (build them with latentrl.data.naming)"
+    except (ValueError, TypeError, AttributeError) as e:
+        raise DatasetIdError(
+            f"malformed dataset id {dataset_id!r}: expected namespace/name-vN, e.g. "
+            "'multigrid/empty-agent_4-v0'. Fix: copy the id from list_datasets() or from "
+            "experiments/generate_datasets.py's output (ids are built by latentrl.data.naming)."
         ) from e
 
 
@@ -182,8 +188,8 @@ def _require_exists(dataset_id: str, root: str | os.PathLike[str] | None, path: 
     raise DatasetNotFoundError(
         f"no dataset {dataset_id!r} under {base} (looked for {path / _DATA_DIR}).\n"
         f"Datasets there:\n  {listing}\n"
-        "Fix: check the id and the root (--root / MINARI_DATASETS_PATH), or generate it with "
-        "experiments/generate_datasets.py."
+        "Fix: check the id and the root (generate_datasets.py --root / MINARI_DATASETS_PATH), "
+        "or generate it with experiments/generate_datasets.py."
     )
 
 
@@ -193,12 +199,19 @@ def read_metadata(dataset_id: str, root: str | os.PathLike[str] | None = None) -
     _require_exists(dataset_id, root, path)
     meta_file = path / _DATA_DIR / _METADATA_FILE
     try:
-        return json.loads(meta_file.read_text())
-    except (OSError, json.JSONDecodeError) as e:
+        meta = json.loads(meta_file.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise DatasetCorruptError(
-            f"cannot read {meta_file}: {e}. Delete {path} and regenerate the dataset "
-            "(experiments/generate_datasets.py --overwrite)."
+            f"cannot read {meta_file}: {e}; expected Minari's metadata JSON. Fix: delete {path} "
+            "and regenerate the dataset (experiments/generate_datasets.py --overwrite)."
         ) from e
+    if not isinstance(meta, dict) or not isinstance(meta.get(METADATA_KEY, {}), dict):
+        raise DatasetCorruptError(
+            f"{meta_file}: expected a JSON object (with a {METADATA_KEY!r} object), found "
+            f"{type(meta).__name__}. Fix: delete {path} and regenerate the dataset "
+            "(experiments/generate_datasets.py --overwrite)."
+        )
+    return meta
 
 
 def _space_to_action_shape(action_space: gym.Space) -> tuple[int, ...]:
@@ -324,7 +337,7 @@ class DatasetWriter:
             got = frames.shape[2:] + frames.shape[1:2]
             raise ValueError(f"episode frames are {got} (h, w, c); this dataset stores {(h, w, c)}")
         actions = np.asarray(episode.actions, dtype=np.int64)
-        if actions[0].size != int(np.prod(self._action_shape)):
+        if int(np.prod(actions.shape[1:])) != int(np.prod(self._action_shape)):
             raise ValueError(
                 f"episode actions are {actions.shape[1:]} per step; the action space "
                 f"{self.action_space} takes {self._action_shape or 'a scalar'}"
@@ -518,39 +531,68 @@ class DatasetReader:
         self.info: dict[str, Any] = self.metadata.get(METADATA_KEY, {})
         self.h5_path = self.path / _DATA_DIR / _H5_FILE
         self._file: h5py.File | None = None
+        self._agents: int | None = None
+        try:
+            self._open()
+        except BaseException:
+            self.close()
+            raise
+
+    def _open(self) -> None:
         with self._guard():
             self._file = h5py.File(self.h5_path, "r")
             self.num_episodes = int(self.metadata["total_episodes"])
-            if len(self._file.keys()) < self.num_episodes:
+            if len(self._file.keys()) != self.num_episodes:
                 raise KeyError(
                     f"{len(self._file.keys())} episode groups, metadata says {self.num_episodes}"
                 )
             first = self._group(0)["observations"] if self.num_episodes else None
         if first is not None:
             if first.ndim != 4 or first.dtype != np.uint8:
-                raise DatasetCorruptError(
-                    f"{self.h5_path}: observations are {first.dtype} {first.shape}, expected "
-                    "uint8 (T+1, c, h, w); this is not a latentrl video dataset"
+                raise self._bad(
+                    "episode_0/observations",
+                    "uint8 (T+1, c, h, w) video frames",
+                    f"{first.dtype} {first.shape}",
                 )
             _, c, h, w = first.shape
             self.frame_shape: tuple[int, int, int] = (h, w, c)
+            stored = self.info.get("frame_shape")
+            if stored is not None and stored != [h, w, c]:
+                raise self._bad(
+                    "episode_0/observations",
+                    f"frames of (h, w, c) = {stored!r} (metadata.json)",
+                    f"{(h, w, c)}",
+                )
         else:
-            self.frame_shape = tuple(self.info.get("frame_shape", (0, 0, 0)))  # type: ignore[assignment]
+            stored = self.info.get("frame_shape", [0, 0, 0])
+            if not (isinstance(stored, list) and len(stored) == 3):
+                raise self._bad("metadata.json", "frame_shape [h, w, c]", repr(stored))
+            self.frame_shape = tuple(stored)  # type: ignore[assignment]
 
     @contextlib.contextmanager
     def _guard(self) -> Iterator[None]:
         try:
             yield
-        except (OSError, KeyError, RuntimeError, ValueError) as e:
+        except (
+            OSError,
+            KeyError,
+            RuntimeError,
+            ValueError,
+            TypeError,
+            IndexError,
+            AttributeError,
+            OverflowError,
+        ) as e:
             if isinstance(e, DatasetCorruptError):
                 raise
             raise self._corrupt(e) from e
 
     def _corrupt(self, e: BaseException) -> DatasetCorruptError:
         return DatasetCorruptError(
-            f"dataset {self.dataset_id!r}: cannot read {self.h5_path} ({type(e).__name__}: "
-            f"{e}). The file is truncated or damaged (an interrupted copy?). Delete "
-            f"{self.path} and regenerate it (experiments/generate_datasets.py --overwrite)."
+            f"dataset {self.dataset_id!r}: cannot read {self.h5_path}: expected the HDF5 file "
+            f"of the dataset's episodes, found an error ({type(e).__name__}: {e}). The file is "
+            f"truncated or damaged (an interrupted copy?). Fix: delete {self.path} and "
+            "regenerate it (experiments/generate_datasets.py --overwrite)."
         )
 
     def _group(self, episode: int) -> h5py.Group:
@@ -568,6 +610,83 @@ class DatasetReader:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    def check_episode(self, episode: int) -> int:
+        """Check every array of ``episode`` against this dataset's layout; returns its T.
+
+        Reads shapes and dtypes only (no data). Frames must be uint8 ``(T+1, c, h, w)`` with the
+        dataset's ``(h, w, c)``; actions integer ``(T, a)`` or ``(T,)`` with the first
+        episode's ``a``; rewards, terminations and truncations ``(T,)``; every info ``(T+1, ...)``.
+        """
+        with self._guard():
+            assert self._file is not None
+            name = f"episode_{episode}"
+            if name not in self._file:
+                raise self._bad(name, f"{self.num_episodes} episode groups", "it missing")
+            group = self._file[name]
+            if "total_steps" not in group.attrs:
+                raise self._bad(name, "a total_steps attribute", "none")
+            t = int(group.attrs["total_steps"])
+            if t < 1:
+                # Episode (and so the writer) needs T >= 1: one frame is no transition.
+                raise self._bad(name, "total_steps >= 1 (at least 2 frames)", f"total_steps = {t}")
+            h, w, c = self.frame_shape
+            for key in ("observations", "actions", "rewards", "terminations", "truncations"):
+                if key not in group:
+                    raise self._bad(name, f"a dataset {key!r}", f"only {sorted(group.keys())}")
+            obs = group["observations"]
+            want = (t + 1, c, h, w)
+            if obs.dtype != np.uint8 or obs.shape != want:
+                raise self._bad(f"{name}/observations", f"uint8 {want}", f"{obs.dtype} {obs.shape}")
+            act = group["actions"]
+            agents = int(np.prod(act.shape[1:], dtype=np.int64))
+            if act.shape[:1] != (t,) or act.ndim > 2 or not np.issubdtype(act.dtype, np.integer):
+                raise self._bad(
+                    f"{name}/actions", f"integer ({t}, a) or ({t},)", f"{act.dtype} {act.shape}"
+                )
+            if self._agents is None:
+                self._agents = agents
+            elif agents != self._agents:
+                raise self._bad(
+                    f"{name}/actions",
+                    f"{self._agents} agents (as episode 0)",
+                    f"{agents} ({act.shape})",
+                )
+            for key in ("rewards", "terminations", "truncations"):
+                if group[key].shape != (t,):
+                    raise self._bad(f"{name}/{key}", f"({t},)", str(group[key].shape))
+            if "infos" in group:
+                for key, value in group["infos"].items():
+                    if not isinstance(value, h5py.Dataset) or value.shape[:1] != (t + 1,):
+                        found = value.shape if isinstance(value, h5py.Dataset) else "a group"
+                        raise self._bad(f"{name}/infos/{key}", f"({t + 1}, ...)", str(found))
+                pos = group["infos"].get("agent_pos")
+                if pos is not None and (
+                    pos.shape[1:] != (agents, 2) or not np.issubdtype(pos.dtype, np.integer)
+                ):
+                    raise self._bad(
+                        f"{name}/infos/agent_pos",
+                        f"integer ({t + 1}, {agents}, 2)",
+                        f"{pos.dtype} {pos.shape}",
+                    )
+        return t
+
+    @property
+    def num_agents(self) -> int:
+        """Agents per action row (1 for a Discrete action space), from episode 0's actions."""
+        if self._agents is None:
+            if not self.num_episodes:
+                raise DatasetCorruptError(f"{self.h5_path}: no episodes, so no agent count")
+            self.check_episode(0)
+        assert self._agents is not None
+        return self._agents
+
+    def _bad(self, where: str, expected: str, found: str) -> DatasetCorruptError:
+        return DatasetCorruptError(
+            f"dataset {self.dataset_id!r}: {self.h5_path} [{where}]: expected {expected}, found "
+            f"{found}. The file is damaged or was not written by latentrl. Fix: delete "
+            f"{self.path} and regenerate it (experiments/generate_datasets.py --overwrite)."
+        )
 
     def episode_steps(self) -> np.ndarray:
         """int64 ``(E,)``: T of every episode (from the attributes; reads no frames)."""
@@ -630,7 +749,7 @@ class DatasetReader:
         frames = np.ascontiguousarray(rearrange(obs, "t c h w -> t h w c"))
         return Episode(
             frames,
-            actions.reshape(len(actions), -1),
+            actions.reshape(len(actions), int(np.prod(actions.shape[1:], dtype=np.int64))),
             *rest,
             seed=None if seed is None else int(seed),
             infos=infos,

@@ -106,7 +106,9 @@ class DatasetSpec:
         try:
             split_counts(self.episodes, self.splits)
         except ValueError as e:
-            raise ValueError(f"--splits: {e}") from None
+            raise ValueError(
+                f"splits (generate_datasets.py --splits; train_*.py --data-splits): {e}"
+            ) from None
         if self.repeat < 1:
             raise ValueError(f"repeat must be >= 1, got {self.repeat}")
         if not 0.0 <= self.eps <= 1.0:
@@ -118,7 +120,8 @@ class DatasetSpec:
                 )
             if self.policy != "random" and self.task != "goal":
                 raise ValueError(
-                    f"policy {self.policy} walks agents to their goals: use task goal (--task goal)"
+                    f"policy {self.policy} walks agents to their goals: use task goal "
+                    "(generate_datasets.py --task goal; train_*.py --data-task goal)"
                 )
             if self.agents < 1 or self.size < 3 or self.tile_size < 1:
                 raise ValueError(
@@ -314,8 +317,11 @@ def _mismatches(spec: DatasetSpec, split: str, root: Root = None) -> list[str]:
 def _mismatch_error(spec: DatasetSpec, split: str, root: Root, diffs: list[str]) -> Exception:
     return DatasetExistsError(
         f"dataset {spec.dataset_id(split)!r} already exists under {resolve_root(root)} but was "
-        "generated with other settings:\n  " + "\n  ".join(diffs) + "\nFix: pass overwrite=True "
-        "(--overwrite) to regenerate it, or use another root (--root) for these settings."
+        "generated with other settings:\n  "
+        + "\n  ".join(diffs)
+        + "\nFix: regenerate it (overwrite=True; "
+        "experiments/generate_datasets.py --overwrite), or use another root (--root) for these "
+        "settings."
     )
 
 
@@ -409,8 +415,8 @@ def generate_family(
         raise DatasetExistsError(
             f"these datasets already exist under {resolve_root(root)}:\n  "
             + "\n  ".join(existing)
-            + "\nPass overwrite=True (--overwrite) to replace them, or choose another root "
-            "(--root)."
+            + "\nFix: pass overwrite=True (experiments/generate_datasets.py --overwrite) to "
+            "replace them, or choose another root (--root)."
         )
     gen = spec.generation_spec(compression)
     return [

@@ -52,7 +52,7 @@ def _valid_starts(cache: FrameCache, window: int) -> np.ndarray:
             f"no episode of {sources} has {window} frames: {cache.num_episodes} episodes with "
             f"{lengths.min()}..{lengths.max()} frames (median {int(np.median(lengths))}). "
             f"Fix: use a window of at most {lengths.max()} frames, or generate longer episodes "
-            "(--steps)."
+            "(experiments/generate_datasets.py --steps)."
         )
     return starts
 

@@ -9,7 +9,6 @@ save/load) is here, so the comparison FLAM vs LAM vs OC+LAM vs WM is fair by con
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import NamedTuple
 
@@ -20,6 +19,7 @@ from torch import nn
 
 from latentrl.checkpoint import load_weights, save_weights
 from latentrl.config import from_dict, to_json
+from latentrl.errors import ArtifactError
 from latentrl.models.config import ModelConfig
 from latentrl.nn.aggregator import Aggregator
 from latentrl.quantize import BottleneckOutput
@@ -217,8 +217,24 @@ class LatentActionModel(nn.Module):
             raise FileNotFoundError(
                 f"no model config at {config_path}: is {folder} a trained model folder?"
             )
-        config = from_dict(ModelConfig, json.loads(config_path.read_text()))
-        model = build_model(config, torch.zeros(config.codebook_size, config.code_dim)).to(device)
+        from latentrl.runs import read_json
+
+        config = from_dict(ModelConfig, read_json(config_path), source=config_path)
+        try:
+            model = build_model(config, torch.zeros(config.codebook_size, config.code_dim))
+        except (
+            ValueError,
+            TypeError,
+            AssertionError,
+            RuntimeError,
+            ArithmeticError,
+            LookupError,
+        ) as e:
+            raise ArtifactError(
+                f"{config_path}: expected a buildable model config, found one the model refuses "
+                f"({type(e).__name__}: {e}). Fix: re-train, or restore the file."
+            ) from e
+        model = model.to(device)
         load_weights(model, folder / "model.safetensors")
         return model.eval()
 

@@ -125,7 +125,8 @@ class ModelConfig:
             return "gauss" if self.positional else "xattn"
         if self.readout == "gauss" and not self.positional:
             raise ValueError(
-                "readout gauss needs slot centroids: use --model flam with --pos-slots true"
+                "readout gauss needs slot centroids: use train_lam.py --model flam with "
+                "--pos-slots true"
             )
         return self.readout
 

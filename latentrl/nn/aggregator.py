@@ -78,7 +78,7 @@ class Aggregator(nn.Module):
         if math.prod(levels) != codebook_size:
             raise ValueError(
                 f"sub-token levels {levels} multiply to {math.prod(levels)}, not the tokenizer's "
-                f"codebook size {codebook_size}; pass --subtokens whose product is {codebook_size}"
+                f"codebook size {codebook_size}; pass train_lam.py --subtokens whose product is {codebook_size}"
             )
         if readout == "gauss" and pos_channels != 2:
             raise ValueError("the gauss readout needs a (row, col) position per context element")

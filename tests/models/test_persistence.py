@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
 import torch
 
+from latentrl.errors import ArtifactError
 from latentrl.models import LatentActionModel
 from latentrl.types import CodeBatch
 from tests.models.tiny import KINDS, random_batch, tiny_model
@@ -48,7 +50,7 @@ def test_load_refuses_weights_of_another_architecture(tmp_path: Path) -> None:
     (tmp_path / "m" / "config.json").write_text(
         (tmp_path / "m" / "config.json").read_text().replace('"flam"', '"lam"')
     )
-    with pytest.raises(RuntimeError):
+    with pytest.raises(ArtifactError, match=re.escape(str(tmp_path / "m" / "model.safetensors"))):
         LatentActionModel.load(tmp_path / "m")
 
 

@@ -9,6 +9,9 @@ when the loss is a plain mean over rows with equal shard sizes. Two stage-2 loss
 - the sparse bottleneck's variance/covariance term uses batch statistics of each shard.
 (And every rank reseeds torch's RNG with the same per-step seed, so Gaussian latent noise is
 drawn identically on every rank.)
+The FSQ action norm (batch statistics) and the batch-mean centring term are synchronised over
+ranks (:mod:`latentrl.nn.batch_norm`): with them a DDP step equals the full-batch step, and
+differs from the per-shard one.
 """
 
 from __future__ import annotations
@@ -39,6 +42,10 @@ CASES: dict[str, dict[str, Any]] = {
     "lam_gaussian": {"model": "lam", "changed_weight": 1.0, "action_kind": "gaussian"},
     "lam_sparse": {"model": "lam", "changed_weight": 1.0, "action_kind": "sparse"},
     "wm_weighted": {"model": "wm", "changed_weight": 10.0},
+}
+SYNCED_CASES: dict[str, dict[str, Any]] = {
+    "flam_action_norm": {"model": "flam", "action_norm": True, "action_center": 0.5},
+    "lam_action_norm": {"model": "lam", "action_norm": True},
 }
 
 
@@ -75,6 +82,27 @@ def single_process_grads(case: dict[str, Any], batch: CodeBatch, sharded: bool):
     return grads(model)
 
 
+def one_step(model: torch.nn.Module, loss: torch.Tensor) -> dict[str, torch.Tensor]:
+    """One SGD step from ``loss``; the updated state dict (parameters and norm buffers).
+
+    SGD, not Adam: Adam's first step moves every weight by about ``lr`` whatever the size of
+    its gradient, so rounding-level differences in near-zero gradients would show as ``lr``.
+    """
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def single_process_step(case: dict[str, Any], batch: CodeBatch):
+    """Gradients and updated state of one step on the full batch, without a process group."""
+    model = tiny_model(**case)
+    torch.manual_seed(NOISE_SEED)
+    state = one_step(model, model.loss(batch)[0])
+    return grads(model), state
+
+
 def _sample(step: int, generator: torch.Generator) -> CodeBatch:
     return CodeBatch(torch.randint(0, CODEBOOK, (4, 3, TOKENS), generator=generator))
 
@@ -95,8 +123,14 @@ def _worker(rank: int, port: int, out: str) -> None:
             loss, _ = net(shard)
             loss.backward()
             results[name] = grads(model)
+        for name, case in SYNCED_CASES.items():
+            model = tiny_model(**case)
+            net = DistributedDataParallel(_LossModule(model))
+            torch.manual_seed(NOISE_SEED)
+            state = one_step(model, net(shard)[0])
+            results[name] = {"grads": grads(model), "state": state}
         # A few steps of the real loop: the ranks must stay in sync.
-        model = tiny_model("flam")
+        model = tiny_model("flam", action_norm=True)
         config = TrainConfig(steps=3, batch_size=4, warmup_steps=1, checkpoint_every=2)
         trained = train(model, _sample, config, Path(out) / "run", info)
         results["params_after_train"] = {k: v.clone() for k, v in model.state_dict().items()}
@@ -180,3 +214,27 @@ def test_train_loop_keeps_ranks_in_sync(ddp_results: list[dict[str, Any]]) -> No
     # Each rank records the loss of its own shard.
     assert len(ddp_results[0]["train_losses"]) == 3
     assert ddp_results[0]["train_losses"] != ddp_results[1]["train_losses"]
+
+
+@pytest.mark.parametrize("case", list(SYNCED_CASES))
+def test_ddp_step_with_action_norm_equals_the_full_batch_step(
+    ddp_results: list[dict[str, Any]], case: str
+) -> None:
+    full_grads, full_state = single_process_step(SYNCED_CASES[case], global_batch())
+    for rank in range(WORLD):
+        got = ddp_results[rank][case]
+        assert_same_grads(got["grads"], full_grads)
+        assert got["state"].keys() == full_state.keys()
+        for name, value in full_state.items():
+            # Parameters after the step and the norm's running statistics alike.
+            torch.testing.assert_close(got["state"][name], value, atol=1e-5, rtol=1e-4, msg=name)
+    assert any(name.endswith("norm.running_var") for name in full_state)
+
+
+@pytest.mark.parametrize("case", list(SYNCED_CASES))
+def test_per_shard_batch_statistics_would_give_other_gradients(case: str) -> None:
+    # The check above can fail: normalising each shard on its own changes the gradients.
+    full = single_process_grads(SYNCED_CASES[case], global_batch(), False)
+    per_shard = single_process_grads(SYNCED_CASES[case], global_batch(), True)
+    with pytest.raises(AssertionError):
+        assert_same_grads(full, per_shard)

@@ -1,0 +1,28 @@
+"""A failed bc_from_video pipeline leaves no half-made output folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+import agents.pipeline as pipeline
+from agents.pipeline import PipelineConfig, run_pipeline
+
+
+def test_failure_after_the_output_folder_was_made_removes_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    made: list[Path] = []
+
+    def fail_later(*args: object, **kwargs: object) -> None:
+        # By now the output folder exists: fail as a crashed stage would.
+        made.extend((tmp_path / "runs" / "bc_from_video").iterdir())
+        raise RuntimeError("stage crashed")
+
+    monkeypatch.setattr(pipeline, "_finished_tokenizer_run", fail_later)
+    with pytest.raises(RuntimeError, match="stage crashed"):
+        run_pipeline(PipelineConfig(agents=1), runs=tmp_path / "runs", root=str(tmp_path / "d"))
+    assert len(made) == 1  # the folder had been made ...
+    assert not made[0].exists()  # ... and is gone
+    assert list((tmp_path / "runs" / "bc_from_video").iterdir()) == []
