@@ -210,8 +210,10 @@ class Aggregator(nn.Module):
 
     def loss(
         self, context: torch.Tensor, targets: torch.Tensor, weights: torch.Tensor | None = None
-    ) -> tuple[torch.Tensor, dict[str, float]]:
-        """Mean over tokens of the per-token loss times ``weights`` ``(b, n)`` (default 1)."""
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Mean over tokens of the per-token loss times ``weights`` ``(b, n)`` (default 1).
+
+        The metric ``token_loss`` (unweighted mean) is a detached tensor: no device sync."""
         h = self.hidden(context, targets)
         if self.prediction == "regression":
             per_token = (self.to_feature(h) - self.code_features[targets]).square().mean(-1)
@@ -227,7 +229,7 @@ class Aggregator(nn.Module):
         # A plain mean over tokens (not divided by the weight sum): the mean of equal shards'
         # losses is then the global-batch loss, so DDP gradients equal single-process ones.
         loss = (per_token * weights).mean()
-        return loss, {"token_loss": per_token.mean().item()}
+        return loss, {"token_loss": per_token.mean().detach()}
 
     def _decode_hidden(self, h: torch.Tensor) -> torch.Tensor:
         """Greedy code choice ``(b, n)`` from patch features ``(b, n, d)``."""
