@@ -104,13 +104,14 @@ def measure(args: argparse.Namespace) -> dict[str, object]:
     )
     os.environ["TQDM_DISABLE"] = "1"
     with tempfile.TemporaryDirectory() as run:
-        train(model, sample, config, Path(run), DistInfo(0, 1, device))
+        result = train(model, sample, config, Path(run), DistInfo(0, 1, device))
     seconds = starts[args.warmup + args.steps] - starts[args.warmup]
     out: dict[str, object] = {
         "steps_per_s": args.steps / seconds,
         "samples_per_s": args.steps * batch / seconds,
         "first_steps_s": starts[args.warmup] - starts[0],
         "steps_per_cpu_s": args.steps / (cpu[args.warmup + args.steps] - cpu[args.warmup]),
+        "first_losses": result.losses[:5],
     }
     if args.mode == "compiled":
         from torch._dynamo.utils import counters
@@ -224,7 +225,7 @@ def measure_setting(
 ) -> dict[str, object]:
     """Median over ``--repeats`` of one setting (paired with the baseline where given)."""
     preset, model, mode, threads, device = key
-    ours, theirs, ratios = [], [], []
+    ours, theirs, ratios, cpu_ratios, loss_diffs = [], [], [], [], []
     for _ in range(args.repeats):
         if base is not None:
             b = run_one(base, preset, model, "eager", threads, device, args)
@@ -233,6 +234,14 @@ def measure_setting(
         ours.append(a)
         if base is not None:
             ratios.append(float(a["steps_per_s"]) / theirs[-1])  # type: ignore[arg-type]
+            cpu_ratios.append(float(a["steps_per_cpu_s"]) / float(b["steps_per_cpu_s"]))  # type: ignore[arg-type]
+            # Same seed, same synthetic data: the losses must agree (up to float rounding).
+            loss_diffs.append(
+                max(
+                    abs(x - y) / max(abs(y), 1e-12)
+                    for x, y in zip(a["first_losses"], b["first_losses"], strict=True)  # type: ignore[arg-type]
+                )
+            )
     med = statistics.median(float(r["steps_per_s"]) for r in ours)  # type: ignore[arg-type]
     batch = args.batch_size or _batch(preset)
     row: dict[str, object] = {
@@ -242,6 +251,7 @@ def measure_setting(
         "threads": threads,
         "device": device,
         "steps_per_s": med,
+        "steps_per_cpu_s": statistics.median(float(r["steps_per_cpu_s"]) for r in ours),  # type: ignore[arg-type]
         "samples_per_s": med * batch,
         "first_steps_s": statistics.median(float(r["first_steps_s"]) for r in ours),  # type: ignore[arg-type]
         "runs": [float(r["steps_per_s"]) for r in ours],  # type: ignore[arg-type]
@@ -256,6 +266,10 @@ def measure_setting(
         row["ratios"] = ratios
         line += f"  {statistics.median(theirs):16.2f}  {statistics.median(ratios):5.2f}"
         line += f" (pairs {min(ratios):.2f}..{max(ratios):.2f})"
+        row["cpu_ratio_median"] = statistics.median(cpu_ratios)
+        row["first_losses_max_rel_diff"] = max(loss_diffs)
+        line += f"  cpu-time ratio {statistics.median(cpu_ratios):.2f}"
+        line += f"  first-5-loss max rel diff {max(loss_diffs):.1e}"
     if "graph_breaks" in row:
         line += f"  graph breaks {row['graph_breaks']}"
     print(line, flush=True)
