@@ -106,6 +106,21 @@ def make_optimizer(
     )
 
 
+def clip_grad_norm(model: nn.Module, max_norm: float) -> torch.Tensor:
+    """Scale all gradients so that their global norm is at most ``max_norm``; returns the norm.
+
+    ``torch.nn.utils.clip_grad_norm_``'s rule (coefficient ``max_norm / (norm + 1e-6)``, capped
+    at 1) with the multi-tensor kernels on every device: on CPU the library falls back to one
+    norm and one multiply per parameter. No host sync: the norm stays a tensor.
+    """
+    grads = [p.grad for p in model.parameters() if p.grad is not None]
+    if not grads:
+        return torch.zeros(())
+    norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
+    torch._foreach_mul_(grads, (max_norm / (norm + 1e-6)).clamp(max=1.0))
+    return norm
+
+
 def _tag(name: str) -> str:
     return f"losses/{name}" if "loss" in name else f"charts/{name}"
 
@@ -178,11 +193,7 @@ def train(
             loss, metrics = net(batch)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        grad_norm = (
-            torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-            if config.grad_clip > 0
-            else None
-        )
+        grad_norm = clip_grad_norm(model, config.grad_clip) if config.grad_clip > 0 else None
         optimizer.step()
         pending.append(loss.detach())
         done = step + 1

@@ -18,7 +18,7 @@ from latentrl.distributed import DistInfo
 from latentrl.models import LatentActionModel
 from latentrl.nn.blocks import small_attention
 from latentrl.train import TrainConfig, lr_factor, step_seed, train
-from tests.models.tiny import tiny_model
+from tests.models.tiny import random_batch, tiny_model
 from tests.training.test_train_loop import CACHE
 
 CONFIG = TrainConfig(
@@ -81,3 +81,17 @@ def test_small_attention_equals_the_fused_kernel(n: int, m: int) -> None:
     gen = torch.Generator().manual_seed(n * 10 + m)
     q, k, v = (torch.randn(5, 2, x, 8, generator=gen) for x in (n, m, m))
     torch.testing.assert_close(small_attention(q, k, v), F.scaled_dot_product_attention(q, k, v))
+
+
+def test_clip_grad_norm_follows_torch() -> None:
+    from latentrl.train import clip_grad_norm
+
+    for max_norm in (1e-3, 1.0, 1e3):
+        a, b = tiny_model("flam", seed=1), tiny_model("flam", seed=1)
+        for m in (a, b):
+            m.loss(random_batch(b=2, t=3))[0].backward()
+        expected = torch.nn.utils.clip_grad_norm_(b.parameters(), max_norm)
+        torch.testing.assert_close(clip_grad_norm(a, max_norm), expected)
+        for pa, pb in zip(a.parameters(), b.parameters(), strict=True):
+            if pb.grad is not None:
+                torch.testing.assert_close(pa.grad, pb.grad)
