@@ -25,6 +25,7 @@ from latentrl.checkpoint import read_state, save_weights
 from latentrl.config import from_dict, to_json
 from latentrl.data.cache import FrameCache
 from latentrl.data.codes import CodeCache, encode_cache
+from latentrl.data.device_codes import DeviceCodes
 from latentrl.data.recipes import DatasetSpec, ensure_datasets
 from latentrl.distributed import DistInfo, barrier, from_main, main_first, setup
 from latentrl.errors import ArtifactError
@@ -165,7 +166,9 @@ def train_tokenizer_stage(
 
     def sample(step: int, gen: torch.Generator) -> torch.Tensor:
         idx = torch.randint(len(frames), (train_cfg.batch_size,), generator=gen).numpy()
-        return frames_to_float(torch.from_numpy(frames[idx])[None])[0]
+        # uint8 to the device (a quarter of the bytes), converted to float there.
+        raw = torch.from_numpy(frames[idx]).to(info.device, non_blocking=True)
+        return frames_to_float(raw[None])[0]
 
     def media(step: int, writer: SummaryWriter) -> None:
         video = reconstruction_video(tok, caches.get("val", caches["train"]), info.device)
@@ -314,8 +317,11 @@ def train_model_stage(
     held_out = probe_batch(val_codes, stage_cfg.window, stage_cfg.probe_windows, train_cfg.seed)
     cell_px, token_px = (data.tile_size if data.env == "multigrid" else 1), tok.config.downsample
 
+    # The codes live on the training device; a step moves only its window picks there.
+    device_codes = DeviceCodes(train_codes, stage_cfg.window, info.device)
+
     def sample(step: int, gen: torch.Generator) -> CodeBatch:
-        return train_codes.sample(stage_cfg.window, train_cfg.batch_size, gen, labels=labels)
+        return device_codes.sample(train_cfg.batch_size, gen, labels=labels)
 
     def evaluate(step: int) -> dict[str, float]:
         batch = held_out.to(info.device)

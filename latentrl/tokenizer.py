@@ -121,15 +121,20 @@ class Tokenizer(nn.Module):
         z_q, indices = self.encode(frames)
         return self.decode(z_q), indices
 
-    def loss(self, frames: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
-        """MSE reconstruction loss (FLAM eq. 1) and metrics (PSNR, codebook usage)."""
+    def loss(self, frames: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """MSE reconstruction loss (FLAM eq. 1) and metrics (PSNR, codebook usage).
+
+        Metrics are detached 0-dim tensors (no device sync; the training loop reads them at
+        log steps)."""
         recon, indices = self(frames)
         mse = F.mse_loss(recon, frames)
         with torch.no_grad():
             clamped = F.mse_loss(recon.clamp(0, 1), frames)
-            psnr = -10.0 * math.log10(max(clamped.item(), 1e-10))
-            usage = indices.unique().numel() / self.config.codebook_size
-        return mse, {"mse": mse.item(), "psnr": psnr, "codebook_usage": usage}
+            psnr = -10.0 * torch.log10(clamped.clamp_min(1e-10))
+            size = self.config.codebook_size
+            used = torch.zeros(size, device=indices.device).index_fill_(0, indices.flatten(), 1.0)
+            usage = used.sum() / size
+        return mse, {"mse": mse.detach(), "psnr": psnr, "codebook_usage": usage}
 
 
 def load_tokenizer(run: Path, device: torch.device | str = "cpu") -> Tokenizer:

@@ -1,9 +1,14 @@
 """The training loop shared by the tokenizer and every latent action model.
 
 Reads top to bottom like cleanrl: seed, build the optimizer, loop (sample, loss, step, log),
-checkpoint, save. Models expose ``loss(batch) -> (scalar, dict of floats)``. Each step ``s``
+checkpoint, save. Models expose ``loss(batch) -> (scalar, dict of metrics)``. Each step ``s``
 draws its batch from a generator seeded by ``(seed, s)`` and reseeds torch's global RNG from the
 same pair, so a run resumed from a checkpoint reproduces the uninterrupted losses exactly.
+
+A step never waits for the device: the loss, the gradient norm and the model's metrics stay
+tensors (metrics may be 0-dim tensors or floats) and are read only at log steps, where the
+losses of every step since the last log are fetched at once. That keeps a CUDA queue full and
+lets ``--compile`` trace the whole loss without graph breaks.
 """
 
 from __future__ import annotations
@@ -44,7 +49,7 @@ class TrainConfig:
     media_every: int = opt(1000, "steps between rollout GIFs in tensorboard (0 disables)")
     device: str = opt("auto", "auto, cpu, cuda or cuda:N")
     bf16: bool = opt(True, "bf16 autocast on CUDA (ignored on CPU)")
-    compile: bool = opt(False, "torch.compile the loss on CUDA")
+    compile: bool = opt(False, "torch.compile the loss (CPU and CUDA; compiling takes a while)")
     threads: int = opt(0, "CPU threads for torch (0 = torch's default, one per core)")
 
 
@@ -55,7 +60,7 @@ class _LossModule(nn.Module):
         super().__init__()
         self.model = model
 
-    def forward(self, batch: Any) -> tuple[torch.Tensor, dict[str, float]]:
+    def forward(self, batch: Any) -> tuple[torch.Tensor, dict[str, Any]]:
         return self.model.loss(batch)  # type: ignore[operator]
 
 
@@ -85,6 +90,35 @@ def _to_device(batch: Any, device: torch.device) -> Any:
     if isinstance(batch, torch.Tensor):
         return batch.to(device, non_blocking=True)
     return type(batch)(*(None if x is None else x.to(device, non_blocking=True) for x in batch))
+
+
+def make_optimizer(
+    model: nn.Module, config: TrainConfig, device: torch.device
+) -> torch.optim.Optimizer:
+    """AdamW; its fused kernel (one call for every parameter) on CPU and CUDA.
+
+    The default on CPU is a Python loop over parameters, a dozen small ops each: a tenth of a
+    tiny FLAM step (docs/research/engine_speed.md). Same update rule, same hyperparameters.
+    """
+    fused = device.type in ("cpu", "cuda")
+    return torch.optim.AdamW(
+        model.parameters(), lr=config.lr, weight_decay=config.weight_decay, fused=fused
+    )
+
+
+def clip_grad_norm(model: nn.Module, max_norm: float) -> torch.Tensor:
+    """Scale all gradients so that their global norm is at most ``max_norm``; returns the norm.
+
+    ``torch.nn.utils.clip_grad_norm_``'s rule (coefficient ``max_norm / (norm + 1e-6)``, capped
+    at 1) with the multi-tensor kernels on every device: on CPU the library falls back to one
+    norm and one multiply per parameter. No host sync: the norm stays a tensor.
+    """
+    grads = [p.grad for p in model.parameters() if p.grad is not None]
+    if not grads:
+        return torch.zeros(())
+    norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
+    torch._foreach_mul_(grads, (max_norm / (norm + 1e-6)).clamp(max=1.0))
+    return norm
 
 
 def _tag(name: str) -> str:
@@ -121,9 +155,7 @@ def train(
     """
     device = info.device
     model.to(device)
-    optimizer = torch.optim.AdamW(
-        model.parameters(), lr=config.lr, weight_decay=config.weight_decay
-    )
+    optimizer = make_optimizer(model, config, device)
     ckpt_dir = run_dir / "checkpoints" / "latest"
     start = 0
     if resume:
@@ -134,12 +166,13 @@ def train(
         net = DistributedDataParallel(
             net, device_ids=[device.index] if device.type == "cuda" else None
         )
-    if config.compile and device.type == "cuda":
+    if config.compile:
         net = torch.compile(net)  # type: ignore[assignment]
     autocast = device.type == "cuda" and config.bf16
     writer = SummaryWriter(str(run_dir / "tensorboard"), purge_step=start) if info.is_main else None
     end = config.steps if stop_after is None else min(config.steps, stop_after)
     losses: list[float] = []
+    pending: list[torch.Tensor] = []  # this log interval's losses, still on the device
     last_eval: dict[str, float] = {}
     t0, tick_step, tick_time = time.perf_counter(), start, time.perf_counter()
     bar = tqdm(
@@ -163,22 +196,24 @@ def train(
             loss, metrics = net(batch)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        grad_norm = (
-            torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip).item()
-            if config.grad_clip > 0
-            else float("nan")
-        )
+        grad_norm = clip_grad_norm(model, config.grad_clip) if config.grad_clip > 0 else None
         optimizer.step()
-        losses.append(loss.item())
+        pending.append(loss.detach())
         done = step + 1
+        if done % config.log_every == 0 or done == end:
+            # The one device sync of a log interval: every pending loss at once.
+            losses.extend(torch.stack(pending).float().tolist())
+            pending.clear()
         if writer is not None and (done % config.log_every == 0 or done == end):
             now = time.perf_counter()
             rate = (done - tick_step) / max(now - tick_time, 1e-9)
             tick_step, tick_time = done, now
             writer.add_scalar("losses/loss", losses[-1], done)
             for name, value in metrics.items():
-                writer.add_scalar(_tag(name), value, done)
-            writer.add_scalar("charts/grad_norm", grad_norm, done)
+                writer.add_scalar(_tag(name), float(value), done)
+            writer.add_scalar(
+                "charts/grad_norm", float("nan") if grad_norm is None else grad_norm.item(), done
+            )
             writer.add_scalar("charts/lr", optimizer.param_groups[0]["lr"], done)
             writer.add_scalar("charts/steps_per_s", rate, done)
             writer.add_scalar("charts/samples_per_s", rate * config.batch_size, done)

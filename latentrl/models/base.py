@@ -97,7 +97,7 @@ class LatentActionModel(nn.Module):
 
     def extra_loss(
         self, encoded: States, codes: torch.Tensor
-    ) -> tuple[torch.Tensor, dict[str, float]]:
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Model-specific extra terms (OC+LAM's reconstruction)."""
         return codes.new_zeros((), dtype=torch.float32), {}
 
@@ -134,8 +134,13 @@ class LatentActionModel(nn.Module):
         changed = (prev != target).float()
         return 1.0 + (self.config.changed_weight - 1.0) * changed
 
-    def loss(self, batch: CodeBatch) -> tuple[torch.Tensor, dict[str, float]]:
-        """Multi-step next-frame prediction loss on a window of codes ``(b, t, n)``."""
+    def loss(self, batch: CodeBatch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Multi-step next-frame prediction loss on a window of codes ``(b, t, n)``.
+
+        Metrics are detached 0-dim tensors, not floats: reading a value waits for the device
+        (and breaks a ``torch.compile`` graph), so the training loop converts them only at its
+        log steps.
+        """
         codes = batch.codes
         b, t, _ = codes.shape
         if t < 2:
@@ -143,7 +148,7 @@ class LatentActionModel(nn.Module):
         encoded = self.encode_states(codes)
         latent = self.infer(encoded.states, batch.actions)
         total = latent.aux_loss
-        metrics: dict[str, float] = {"aux_loss": float(latent.aux_loss.detach())}
+        metrics: dict[str, torch.Tensor] = {"aux_loss": latent.aux_loss.detach()}
         cur = encoded.states[:, :-1]
         steps = min(self.config.pred_steps, t - 1)
         for p in range(steps):
@@ -158,15 +163,15 @@ class LatentActionModel(nn.Module):
                 nxt, target, self.token_weights(prev, target)
             )
             total = total + step_loss / steps
-            metrics[f"pred_loss_step{p + 1}"] = step_loss.item()
+            metrics[f"pred_loss_step{p + 1}"] = step_loss.detach()
             metrics[f"token_ce_step{p + 1}"] = step_metrics["token_loss"]
             cur = rearrange(nxt, "(b s) k d -> b s k d", b=b)[:, :-1]
         extra, extra_metrics = self.extra_loss(encoded, codes)
         total = total + extra
         metrics.update(extra_metrics)
-        if latent.indices is not None:
-            used = latent.indices.unique().numel()
-            metrics["action_codes_used"] = float(used)
+        num_codes = self.config.bottleneck.num_codes
+        if latent.indices is not None and num_codes is not None:
+            metrics["action_codes_used"] = codes_used(latent.indices.detach(), num_codes)
         return total, metrics
 
     @torch.no_grad()
@@ -258,6 +263,16 @@ def sincos_2d(grid: int, dim: int, scale: float = 0.5) -> torch.Tensor:
     )
     table = torch.nn.functional.pad(table, (0, dim - table.shape[-1]))
     return scale * table.reshape(grid * grid, dim)
+
+
+def codes_used(indices: torch.Tensor, num_codes: int) -> torch.Tensor:
+    """How many of ``num_codes`` codes occur in ``indices`` (a float 0-dim tensor).
+
+    A scatter into a fixed-size table rather than ``unique()``, whose output size depends on
+    the data: that would wait for the device and break a compiled graph.
+    """
+    seen = torch.zeros(num_codes, device=indices.device)
+    return seen.index_fill_(0, indices.flatten(), 1.0).sum()
 
 
 def bottleneck_to_latent(out: BottleneckOutput) -> LatentActions:

@@ -37,10 +37,10 @@ class OCLAM(LatentActionModel):
 
     def extra_loss(
         self, encoded: States, codes: torch.Tensor
-    ) -> tuple[torch.Tensor, dict[str, float]]:
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         slots = rearrange(encoded.states, "b t k d -> (b t) k d")
         loss, _ = self.aggregator.loss(slots, rearrange(codes, "b t n -> (b t) n"))
-        return self.config.recon_weight * loss, {"recon_loss": loss.item()}
+        return self.config.recon_weight * loss, {"recon_loss": loss.detach()}
 
     def sample_latent_actions(
         self, batch: int, steps: int, generator: torch.Generator | None = None

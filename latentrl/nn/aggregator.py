@@ -147,10 +147,15 @@ class Aggregator(nn.Module):
         """Offsets ``x_n - c_k`` ``(b, k, n, 2)`` of every patch from every context position."""
         return self.coords[None, None] - centers[:, :, None]
 
-    def gauss_weights(self, context: torch.Tensor) -> torch.Tensor:
-        """Gauss readout: each patch's softmax over slots ``(b, k, n)`` (context ``(b, k, d + 2)``)."""
+    def gauss_weights(
+        self, context: torch.Tensor, offsets: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Gauss readout: each patch's softmax over slots ``(b, k, n)`` (context ``(b, k, d + 2)``;
+        ``offsets`` from :meth:`_offsets` when the caller already has them)."""
         feats = context[..., :-2]
-        d2 = self._offsets(context[..., -2:]).square().sum(-1)
+        if offsets is None:
+            offsets = self._offsets(context[..., -2:])
+        d2 = offsets.square().sum(-1)
         # log sigma clamped (sigma in [0.14, 20] tokens): an unbounded width destabilised training.
         inv_var = torch.exp(-2 * self.g_logsig(feats).clamp(-2.0, 3.0))
         return (-0.5 * d2 * inv_var + self.g_bias(feats)).softmax(dim=1)
@@ -162,12 +167,15 @@ class Aggregator(nn.Module):
         where it is relative to it (the tokenizer's codes of neighbouring cells depend on it).
         """
         n = queries.shape[1]
-        weights = self.gauss_weights(context)[:, :, :n]
-        offset = self._offsets(context[..., -2:])[:, :, :n]
+        offsets = self._offsets(context[..., -2:])
+        weights = self.gauss_weights(context, offsets)[:, :, :n]
+        offset = offsets[:, :, :n]
         angles = offset[..., None] * self.freqs  # (b, k, n, 2, f)
         fourier = torch.cat([angles.sin(), angles.cos()], dim=-1).flatten(-2)
         rel = torch.cat([offset.clamp(-4, 4) / 4, fourier], dim=-1)
-        mixed_rel = einsum(weights, rel, "b k n, b k n f -> b n f")
+        # A product and a sum over slots: as an einsum this became a batched matmul of
+        # (b * n) tiny outer products, the slowest op of a CPU step (engine_speed.md).
+        mixed_rel = (weights[..., None] * rel).sum(dim=1)
         h = einsum(weights, self.g_value(context[..., :-2]), "b k n, b k d -> b n d")
         h = h + self.g_offset(mixed_rel) + queries
         return self.norm(h + self.g_mlp(self.g_norm(h)))
@@ -210,8 +218,10 @@ class Aggregator(nn.Module):
 
     def loss(
         self, context: torch.Tensor, targets: torch.Tensor, weights: torch.Tensor | None = None
-    ) -> tuple[torch.Tensor, dict[str, float]]:
-        """Mean over tokens of the per-token loss times ``weights`` ``(b, n)`` (default 1)."""
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Mean over tokens of the per-token loss times ``weights`` ``(b, n)`` (default 1).
+
+        The metric ``token_loss`` (unweighted mean) is a detached tensor: no device sync."""
         h = self.hidden(context, targets)
         if self.prediction == "regression":
             per_token = (self.to_feature(h) - self.code_features[targets]).square().mean(-1)
@@ -227,7 +237,7 @@ class Aggregator(nn.Module):
         # A plain mean over tokens (not divided by the weight sum): the mean of equal shards'
         # losses is then the global-batch loss, so DDP gradients equal single-process ones.
         loss = (per_token * weights).mean()
-        return loss, {"token_loss": per_token.mean().item()}
+        return loss, {"token_loss": per_token.mean().detach()}
 
     def _decode_hidden(self, h: torch.Tensor) -> torch.Tensor:
         """Greedy code choice ``(b, n)`` from patch features ``(b, n, d)``."""

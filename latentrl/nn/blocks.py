@@ -29,8 +29,27 @@ class Attention(nn.Module):
     ) -> torch.Tensor:
         q = rearrange(self.to_q(x), "b n (h e) -> b h n e", h=self.heads)
         k, v = rearrange(self.to_kv(context), "b m (two h e) -> two b h m e", two=2, h=self.heads)
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        if mask is None and q.shape[2] * k.shape[2] <= SMALL_ATTENTION:
+            y = small_attention(q, k, v)
+        else:
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
         return self.out(rearrange(y, "b h n e -> b n (h e)"))
+
+
+SMALL_ATTENTION = 4
+"""Query x key pairs up to which :func:`small_attention` replaces the fused kernel."""
+
+
+def small_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """Softmax attention ``(b, h, n, e)`` written out with broadcasts, for a handful of keys.
+
+    The IDM's and FDM's temporal blocks attend from one query to one or two keys, millions of
+    times per step: the fused kernel's per-problem set-up then costs more than the arithmetic
+    (engine_speed.md). Same result up to float rounding.
+    """
+    scores = (q[:, :, :, None] * k[:, :, None]).sum(-1) * q.shape[-1] ** -0.5
+    weights = scores.softmax(dim=-1)
+    return (weights[..., None] * v[:, :, None]).sum(-2)
 
 
 class MLP(nn.Sequential):

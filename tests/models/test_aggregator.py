@@ -39,7 +39,7 @@ def test_shapes_loss_and_generate(mode: str, readout: str, prediction: str) -> N
     assert h.shape == (2, TOKENS, 32)
     loss, metrics = agg.loss(ctx, targets)
     assert loss.shape == () and torch.isfinite(loss)
-    assert loss.item() == pytest.approx(metrics["token_loss"], rel=1e-5)
+    assert loss.item() == pytest.approx(metrics["token_loss"].item(), rel=1e-5)
     if prediction == "classification":
         logits = agg.level_logits(h, split_codes(targets, agg.levels))
         assert [tuple(lg.shape) for lg in logits] == [(2, TOKENS, 4), (2, TOKENS, 4)]
@@ -92,7 +92,7 @@ def test_weighted_loss_is_the_mean_of_weighted_per_token_ce() -> None:
     loss, metrics = agg.loss(ctx, targets, weights)
     expected = (per_token * weights).mean()
     torch.testing.assert_close(loss, expected, atol=1e-6, rtol=1e-5)
-    assert metrics["token_loss"] == pytest.approx(per_token.mean().item(), rel=1e-5)
+    assert metrics["token_loss"].item() == pytest.approx(per_token.mean().item(), rel=1e-5)
 
 
 def test_later_levels_are_conditioned_on_earlier_ones() -> None:

@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from latentrl.models import FLAM, LAM, MODELS, OCLAM, WM, build_model
-from latentrl.models.base import LatentActionModel
+from latentrl.models.base import LatentActionModel, codes_used
 from tests.models.tiny import (
     ACTIONS,
     AGENTS,
@@ -95,10 +95,13 @@ def test_loss_is_a_finite_scalar_with_metrics(kind: str, aggregator: str) -> Non
     grads = [p.grad for p in model.parameters() if p.requires_grad]
     assert any(g is not None and g.abs().sum() > 0 for g in grads)
     assert {"aux_loss", "pred_loss_step1", "pred_loss_step2"} <= set(metrics)
-    assert all(isinstance(v, float) for v in metrics.values())
-    extra = metrics.get("recon_loss", 0.0) * model.config.recon_weight
+    # Detached 0-dim tensors (no device sync per step); the training loop reads them at logs.
+    assert all(isinstance(v, torch.Tensor) and v.shape == () for v in metrics.values())
+    assert not any(v.requires_grad for v in metrics.values())
+    values = {k: v.item() for k, v in metrics.items()}
+    extra = values.get("recon_loss", 0.0) * model.config.recon_weight
     expected = (
-        metrics["aux_loss"] + (metrics["pred_loss_step1"] + metrics["pred_loss_step2"]) / 2 + extra
+        values["aux_loss"] + (values["pred_loss_step1"] + values["pred_loss_step2"]) / 2 + extra
     )
     assert loss.item() == pytest.approx(expected, rel=1e-5)
     assert ("recon_loss" in metrics) == (kind == "oclam")
@@ -162,3 +165,11 @@ def test_continuous_bottlenecks(kind: str, action_kind: str) -> None:
     latent = model.infer_latent_actions(random_batch(b=2, t=3).codes)
     assert latent.indices is None and latent.actions.shape == (2, 2, k_act, 4)
     assert model.sample_latent_actions(3, 2).shape == (3, 2, k_act, 4)
+
+
+def test_codes_used_counts_distinct_codes_as_unique_does() -> None:
+    gen = torch.Generator().manual_seed(0)
+    for n in (1, 5, 9):
+        idx = torch.randint(0, n, (4, 3, 5), generator=gen)
+        assert codes_used(idx, n).item() == idx.unique().numel()
+    assert codes_used(torch.tensor([[3, 3, 0], [8, 0, 3]]), 9).item() == 3
