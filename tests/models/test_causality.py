@@ -102,9 +102,10 @@ def test_flam_window_equals_step_by_step_factorizer() -> None:
     with torch.no_grad():
         window = model.encode_states(codes)
         tokens = model.embed_tokens(codes)
+        seeds = model.seed_features(codes)
         prev = None
         for i in range(4):
-            slots, attn = model.factorizer.step(tokens[:, i], prev)
+            slots, attn = model.factorizer.step(tokens[:, i], prev, seeds[:, i])
             torch.testing.assert_close(window.states[:, i], slots)
             torch.testing.assert_close(window.attn[:, i], attn)
             prev = slots
@@ -112,7 +113,7 @@ def test_flam_window_equals_step_by_step_factorizer() -> None:
         sa = model.factorizer.slot_attention
         direct, _ = sa(tokens[:, 1], window.states[:, 0], 1)
         torch.testing.assert_close(window.states[:, 1], direct)
-        fresh, _ = sa(tokens[:, 1], None, 3)
+        fresh, _ = sa(tokens[:, 1], None, 3, seeds[:, 1])
         assert not torch.allclose(window.states[:, 1], fresh)
 
 
@@ -135,7 +136,10 @@ def test_recursive_init_carries_slots_across_frames(kind: str) -> None:
             sa = model.factorizer.slot_attention
             with torch.no_grad():
                 alone, _ = sa(
-                    model.embed_tokens(batch.codes[:, 1]), None, model.config.slot_iters_first
+                    model.embed_tokens(batch.codes[:, 1]),
+                    None,
+                    model.config.slot_iters_first,
+                    model.seed_features(batch.codes[:, 1]),
                 )
             torch.testing.assert_close(a[:, 1], alone)
 
