@@ -92,7 +92,9 @@ def train_tokenizer_stage(
         tok_cfg = from_dict(TokenizerConfig, read_json(resume / "config.json")["tokenizer"])
         train_cfg = from_dict(TrainConfig, read_json(resume / "config.json")["train"])
     ids = ensure_datasets(data, root, workers=workers, progress=info.is_main)
-    caches = {split: FrameCache.load(i, root) for split, i in ids.items()}
+    # Imported videos are action-free (their stored actions are placeholders): no labels.
+    labels = data.env != "video"
+    caches = {split: FrameCache.load(i, root, labels=labels) for split, i in ids.items()}
     h, w, c = caches["train"].frame_shape
     if (h, w, c) != (tok_cfg.frame_size, tok_cfg.frame_size, tok_cfg.channels):
         raise ValueError(
@@ -228,6 +230,11 @@ def train_model_stage(
             "experiments/train_tokenizer.py first or pass --tokenizer RUN_DIR"
         )
     data = from_dict(DatasetSpec, read_json(tokenizer_run / "data.json"))
+    if data.env == "video" and model_cfg.model == "wm":
+        raise ValueError(
+            f"{tokenizer_run} was trained on imported videos, which have no actions: WM is "
+            "conditioned on true actions; train flam, lam or oclam (--model)"
+        )
     tok = load_tokenizer(tokenizer_run, info.device)
     model_cfg = model_config_for(model_cfg, tok, data)
     train_codes = CodeCache.load(tokenizer_run / "codes" / "train.safetensors")
