@@ -32,7 +32,7 @@ from latentrl.tokenizer import Tokenizer, TokenizerConfig
 from latentrl.train import TrainConfig, train
 from latentrl.types import CodeBatch, frames_to_float
 from latentrl.views import log_training_views
-from latentrl.viz import error_map, grid_frames, log_gif, save_gif
+from latentrl.viz import error_map, grid_frames, log_gif, save_gif, save_mp4
 
 PROCGEN_ACTIONS = 15
 MULTIGRID_ACTIONS = 5
@@ -282,6 +282,7 @@ def train_model_stage(
         )
         log_gif(writer, "eval/rollout", video, step)
         save_gif(video, run / "media" / f"rollout_{step:06d}.gif")
+        save_mp4(video, run / "media" / f"rollout_{step:06d}.mp4")
         if model_cfg.model != "wm" and data.env == "multigrid":
             # eval/attention (slot overlay GIF) and eval/correspondence (slots x agents, DCI).
             log_training_views(
