@@ -51,10 +51,14 @@ def main() -> None:
         run = load_held_out(args.run, args.split)
         path = args.decoder or find_decoder(args.run)
         decoder = None if path is None else ActionDecoder.load(path)
-        session = PlaySession(run, decoder, horizon=args.horizon, seed=args.seed, others=args.others)
+        session = PlaySession(
+            run, decoder, horizon=args.horizon, seed=args.seed, others=args.others
+        )
     except (FileNotFoundError, ValueError) as e:
         sys.exit(f"play: {e}")
-    print(f"model: {run.model.config.model} ({args.run}); decoder: {path or 'none (codes by index)'}")
+    print(
+        f"model: {run.model.config.model} ({args.run}); decoder: {path or 'none (codes by index)'}"
+    )
     if args.bench:
         bench(session, args.bench)
         return

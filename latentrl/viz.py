@@ -42,7 +42,7 @@ def mp4_bytes(video: np.ndarray, fps: int = 4, crf: int = 12) -> bytes:
     pixel with black; ``crf`` 0-51, lower is closer to the frames)."""
     import av
 
-    t, h, w, _ = video.shape
+    _, h, w, _ = video.shape
     pad = ((0, 0), (0, h % 2), (0, w % 2), (0, 0))
     frames = np.pad(video, pad) if h % 2 or w % 2 else video
     buf = io.BytesIO()

@@ -41,8 +41,8 @@ from latentrl.data.naming import (
     multigrid_dataset_id,
     procgen_dataset_id,
     split_counts,
-    video_dataset_id,
     split_seed_ranges,
+    video_dataset_id,
 )
 
 Root = str | os.PathLike[str] | None

@@ -253,7 +253,7 @@ def video_dataset_ids(name: str) -> dict[str, str]:
 def import_videos(
     folder: str | os.PathLike[str],
     name: str,
-    config: ImportConfig = ImportConfig(),  # noqa: B008  (frozen dataclass)
+    config: ImportConfig = ImportConfig(),
     *,
     root: str | os.PathLike[str] | None = None,
     overwrite: bool = False,
