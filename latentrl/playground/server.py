@@ -62,6 +62,9 @@ def state_of(session: PlaySession, request_ms: list[float]) -> dict[str, Any]:
         "history": [f.label for f in session.frames],
         "step_ms_median": None if not recent else sorted(recent)[len(recent) // 2],
         "step_ms_last": None if not recent else recent[-1],
+        "step_cpu_ms_median": None
+        if not session.step_cpu_ms
+        else sorted(session.step_cpu_ms[-50:])[len(session.step_cpu_ms[-50:]) // 2],
         "steps_measured": len(recent),
         "request_ms_median": None
         if not request_ms

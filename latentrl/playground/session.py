@@ -103,6 +103,8 @@ class PlaySession:
         self.others: Others = others
         self.selected: Entity | None = None
         self.step_ms: list[float] = []
+        # CPU time of this process per step: on a shared machine wall time also counts waiting.
+        self.step_cpu_ms: list[float] = []
         self.episode, self.start = 0, 0
         self.scene: Scene
         self.frames: list[PlayFrame] = []
@@ -247,7 +249,7 @@ class PlaySession:
     def step(self, code: int | None = None, vector: Sequence[float] | None = None) -> float:
         """Advance one frame (the selected entity on the given action; with no action or no
         selection, every slot on the others rule); returns the step's wall time in ms."""
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         actions = self.base_actions()
         label = f"others: {self.others}"
         if self.selected is not None and (code is not None or vector is not None):
@@ -261,6 +263,7 @@ class PlaySession:
         self.frames.append(PlayFrame(codes, new_state, image, label))
         ms = (time.perf_counter() - t0) * 1000
         self.step_ms.append(ms)
+        self.step_cpu_ms.append((time.process_time() - c0) * 1000)
         return ms
 
     # -- labels ----------------------------------------------------------------------------------

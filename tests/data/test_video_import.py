@@ -235,3 +235,22 @@ def test_bad_name_and_missing_import_are_clear_errors(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="--data-frame-size 16"):
         import_videos(write_folder(tmp_path / "v"), "ok", CFG, root=tmp_path / "d", progress=False)
         ensure_datasets(DatasetSpec(env="video", task="ok", frame_size=32), tmp_path / "d")
+
+
+def test_import_script_lists_skips_and_refuses_an_empty_folder(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    script = Path(__file__).resolve().parents[2] / "experiments" / "import_videos.py"
+    folder = write_folder(tmp_path / "videos", count=2)
+    (folder / "readme.txt").write_text("not a video")
+    args = [sys.executable, str(script), "--name", "clips", "--root", str(tmp_path / "data")]
+    args += ["--frame-size", "16", "--episode-frames", "10", "--min-frames", "4"]
+    ok = subprocess.run([*args[:2], str(folder), *args[2:]], capture_output=True, text=True)
+    assert ok.returncode == 0, ok.stderr[-2000:]
+    assert "video/clips-v0:" in ok.stdout and "readme.txt" in ok.stderr
+    (tmp_path / "empty").mkdir()
+    bad = subprocess.run(
+        [*args[:2], str(tmp_path / "empty"), *args[2:]], capture_output=True, text=True
+    )
+    assert bad.returncode != 0 and "no usable video" in bad.stderr

@@ -9,8 +9,10 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
+from latentrl.decoder import ActionDecoder, DecoderConfig
 from latentrl.playground.session import PlaySession
 from tests.playground.toy import RIGHT, TOKEN_PX, sprite_centres, toy_run
 
@@ -96,3 +98,24 @@ def test_labels_outlines_and_downloads(session: PlaySession) -> None:
         session.select(-1, 5)
     with pytest.raises(ValueError, match="exactly one"):
         session.step(code=1, vector=[0.0, 0.0])
+
+
+@pytest.mark.parametrize("factored", [True, False])
+def test_code_labels_come_from_the_decoder(tmp_path: Path, factored: bool) -> None:
+    torch.manual_seed(0)
+    decoder = ActionDecoder(DecoderConfig(), state_dim=3, action_dim=2, num_agents=3, num_actions=5)
+    session = PlaySession(toy_run(tmp_path, factored), decoder.eval(), horizon=8)
+    assert [c.label for c in session.code_choices()] == [f"code {i}" for i in range(9)]
+    session.select(*sprite_centres(session.frames[0].codes[0])[0])
+    probs = session.decoded()
+    assert probs is not None and probs.shape == (9, 3, 5)
+    labels = [c.label for c in session.code_choices()]
+    if factored:
+        agent = session.controlled_agent()
+        assert agent is not None
+        for c, label in enumerate(labels):
+            u = int(probs[c, agent].argmax())
+            assert label == f"action {u} {float(probs[c, agent, u]):.0%}"
+    else:
+        assert session.controlled_agent() is None
+        assert all(label.count(":action") == 3 for label in labels)

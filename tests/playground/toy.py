@@ -54,6 +54,7 @@ class ToyModel(nn.Module):
             positional=False,
             bottleneck=bottleneck,
             action_levels=(3, 3),
+            d_model=3,  # a slot state is (row, col, present)
         )
         self.idm = SimpleNamespace(bottleneck=LatentBottleneck(4, bottleneck))
         self.token_pos = nn.Parameter(torch.zeros(1))
