@@ -342,7 +342,7 @@ class PlaySession:
         cols = (np.arange(w) * g // w)[None, :]
         pix = owner[rows, cols]  # (H, W) owning slot per pixel
         edge = np.zeros((h, w), bool)
-        width = max(1, s // 3)
+        width = max(1, s // 8)
         for d in range(1, width + 1):
             edge[:-d] |= pix[:-d] != pix[d:]
             edge[d:] |= pix[:-d] != pix[d:]

@@ -18,10 +18,11 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-from latentrl.control import load_held_out
+from latentrl.control import generate, load_held_out, load_scene, scene_entities
 from latentrl.data.cache import FrameCache
 from latentrl.data.recipes import video_family
 from latentrl.data.video_import import ImportConfig, fit_frame, import_videos
+from latentrl.evaluation import EvalConfig, evaluate_run, write_run_outputs
 from latentrl.playground.session import PlaySession
 from latentrl.presets import get_preset
 from latentrl.stages import train_model_stage, train_tokenizer_stage
@@ -107,7 +108,16 @@ def test_own_videos_import_train_and_play(tmp_path: Path) -> None:
         runs=tmp_path / "runs",
     )
 
-    session = PlaySession(load_held_out(flam), horizon=16)
+    # evaluate_world_model.py and controllable_generation.py take the run like any other.
+    evaluation = evaluate_run(flam, EvalConfig(windows=8, steps=4, device="cpu"), root, False)
+    out = write_run_outputs(flam, evaluation)
+    assert (out / "rollout.mp4").stat().st_size > 0
+    held_out = load_held_out(flam)
+    scene = load_scene(held_out, 0, 0, 4)
+    gen = generate(held_out, scene, scene_entities(held_out, scene, ["all"])[:2], seed=0)
+    assert len(gen.entities) == 2 and len(gen.per_code) == 9
+
+    session = PlaySession(held_out, horizon=16)
     gen = serve(session)
     url = next(gen)
     try:
