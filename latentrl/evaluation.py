@@ -558,7 +558,7 @@ def plot_psnr_curves(scores: Sequence[WorldModelScores], path: Path) -> None:
 
 
 def write_run_outputs(run_dir: Path, evaluation: Evaluation) -> Path:
-    """``eval/`` in the run folder: results.json, table.md, psnr_per_step.png, rollout GIF/PNG."""
+    """``eval/`` in the run folder: results.json, table.md, psnr_per_step.png, rollout GIF/MP4/PNG."""
     out = run_dir / "eval"
     scores = evaluation.scores
     write_json(out / "results.json", scores.as_json())
