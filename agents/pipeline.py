@@ -89,9 +89,10 @@ class PipelineConfig:
     flam_run: str = opt("", "use this trained FLAM run folder instead of training/reusing one")
     lam_run: str = opt("", "use this trained LAM run folder instead of training/reusing one")
     flam_candidates: int = opt(
-        2,
-        "FLAM runs trained with seeds seed, seed+1, ...; the one with the lowest validation "
-        "prediction loss is kept (label-free model selection)",
+        1,
+        "FLAM runs trained with seeds seed, seed+1, ...; with more than one, the one with the "
+        "lowest validation prediction loss is kept (label-free model selection; an option, not "
+        "needed for binding since slots are seeded)",
     )
     jobs: int = opt(2, "processes for the parallel stages (FLAM and LAM side by side)")
     seed: int = opt(0, "seed of the models, decoders, policies")

@@ -48,8 +48,7 @@ from latentrl.distributed import resolve_device
 from latentrl.metrics import MAX_PSNR, perceptual_metrics_status, pooled_psnr, psnr, ssim
 from latentrl.models import LatentActionModel
 from latentrl.runs import env_tag, hardware, read_json, write_json
-from latentrl.stages import load_tokenizer
-from latentrl.tokenizer import Tokenizer
+from latentrl.tokenizer import Tokenizer, load_tokenizer
 from latentrl.types import CodeBatch, frames_to_float
 from latentrl.viz import error_map, grid_frames, save_gif, save_mp4, save_png_strip
 

@@ -3,12 +3,15 @@
 - ``tiny``: CPU minutes. MultiGrid ``Empty`` with 4 agents on 8x8 cells at 4 px (32x32 frames),
   random agents drawing a new action every step (``repeat=1``: with held actions the previous
   move, carried in the recurrent slot state, predicts the next one and the latent code only has
-  to encode changes); one token per cell. FLAM with positional slots, K = 12, 2 slot-attention
-  iterations per frame and a 2D action code (FSQ [3, 3], 9 codes, batch-normalised inputs; LAM
-  gets the same codebook): ~1900 steps, about 5 minutes on one CPU thread
-  (docs/research/flam_library_tuning.md, docs/research/flam_goal_action_norm.md).
-- ``paper-multigrid``: FLAM Table 4 (GPU): 32x32 cells at 128 px, d_model 256, 2 blocks, K = 4,
-  action FSQ [2, 2], sub-trajectories of 10 frames with 5 prediction steps, sub-tokens [32, 32].
+  to encode changes); one token per cell. FLAM with positional slots seeded on the first frame's
+  distinct tokens, K = 12, 2 slot-attention iterations per frame and a 2D action code (FSQ
+  [3, 3], 9 codes, batch-normalised inputs; LAM gets the same codebook): 1200 steps
+  (docs/research/flam_seed_robustness.md, docs/research/flam_library_tuning.md).
+- ``small``: the tiny recipe on 16x16 cells at 4 px (64 px frames, 256 tokens), 1 to 16 agents
+  (``--data-agents``), K = agents + 8; not yet sized by measurement (issue 12).
+- ``paper-multigrid``: FLAM Table 4 (GPU): 32x32 cells at 128 px, d_model 256, 2 blocks,
+  action FSQ [2, 2], sub-trajectories of 10 frames with 5 prediction steps, sub-tokens [32, 32];
+  K = 8 instead of Table 4's 4 (spare slots for walls and floor, so each agent seeds its own).
 - ``paper-procgen``: Table 4 for Procgen: K = 32, action FSQ [2, 2, 2, 2]; frames at 64 px
   native here (the paper resizes to 224, available with ``--frame-size 224``).
 Every value can be overridden from the command line of the scripts.
@@ -99,7 +102,45 @@ PRESETS: dict[str, Preset] = {
         # for every slot (1-agent FLAM at chance on the probe for 1900 steps, seed 0).
         model=ModelConfig(num_slots=12, slot_iters=2, action_levels=(3, 3), action_norm=True),
         train=TrainConfig(
-            steps=1900,
+            steps=1200,
+            batch_size=32,
+            lr=1e-3,
+            warmup_steps=100,
+            eval_every=300,
+            checkpoint_every=300,
+            media_every=600,
+        ),
+        stage=StageConfig(window=4),
+        steps_by_model=(("lam", 1000), ("oclam", 1000), ("wm", 1000)),
+    ),
+    "small": Preset(
+        data=DatasetSpec(
+            env="multigrid",
+            task="empty",
+            agents=4,
+            size=16,
+            tile_size=4,
+            policy="random",
+            repeat=1,
+            episodes=1000,
+            steps=48,
+        ),
+        tokenizer=TokenizerConfig(
+            encoder="patch", frame_size=64, stage_channels=(64, 64), z_channels=32
+        ),
+        tokenizer_train=TrainConfig(
+            steps=1000,
+            batch_size=64,
+            lr=3e-3,
+            warmup_steps=50,
+            eval_every=200,
+            checkpoint_every=200,
+            media_every=500,
+        ),
+        # K = agents + 8 (entity_sweep.slots_for keeps the 8 spare slots at other counts).
+        model=ModelConfig(num_slots=12, slot_iters=2, action_levels=(3, 3), action_norm=True),
+        train=TrainConfig(
+            steps=1200,
             batch_size=32,
             lr=1e-3,
             warmup_steps=100,
@@ -124,8 +165,10 @@ PRESETS: dict[str, Preset] = {
         ),
         tokenizer=TokenizerConfig(frame_size=128, stage_channels=(16, 32, 32), z_channels=128),
         tokenizer_train=PAPER_TOKENIZER_TRAIN,
+        # K = 8 rather than Table 4's 4: four spare slots beside the 4 agents, so that walls and
+        # floor have slots of their own and every agent can seed one (seeded slot init).
         model=ModelConfig(
-            d_model=256, heads=8, blocks=2, num_slots=4, action_levels=(2, 2), pred_steps=5
+            d_model=256, heads=8, blocks=2, num_slots=8, action_levels=(2, 2), pred_steps=5
         ),
         train=PAPER_TRAIN,
         stage=PAPER_STAGE,

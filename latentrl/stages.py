@@ -18,17 +18,18 @@ import numpy as np
 import torch
 from torch.utils.tensorboard import SummaryWriter
 
-from latentrl.checkpoint import load_weights, save_weights
+from latentrl.checkpoint import save_weights
 from latentrl.config import from_dict, to_json
 from latentrl.data.cache import FrameCache
 from latentrl.data.codes import CodeCache, encode_cache
 from latentrl.data.recipes import DatasetSpec, ensure_datasets
 from latentrl.distributed import DistInfo, setup
+from latentrl.evaluation import quick_scores
 from latentrl.models import LatentActionModel, ModelConfig, build_model
 from latentrl.presets import StageConfig
 from latentrl.probe import probe
 from latentrl.runs import hardware, new_run_dir, read_json, write_json
-from latentrl.tokenizer import Tokenizer, TokenizerConfig
+from latentrl.tokenizer import Tokenizer, TokenizerConfig, load_tokenizer
 from latentrl.train import TrainConfig, train
 from latentrl.types import CodeBatch, frames_to_float
 from latentrl.views import log_training_views
@@ -43,14 +44,6 @@ the real ones)."""
 
 
 # -- tokenizer ---------------------------------------------------------------------------------
-def load_tokenizer(run: Path, device: torch.device | str = "cpu") -> Tokenizer:
-    """The tokenizer saved in a tokenizer run folder."""
-    cfg = from_dict(TokenizerConfig, read_json(run / "tokenizer" / "config.json"))
-    tok = Tokenizer(cfg).to(device)
-    load_weights(tok, run / "tokenizer" / "model.safetensors")
-    return tok.eval()
-
-
 def _psnr(tok: Tokenizer, frames: np.ndarray, device: torch.device, batch: int = 256) -> float:
     mse, n = 0.0, 0
     with torch.no_grad():
@@ -251,8 +244,6 @@ def train_model_stage(
             "tokenizer_run": str(tokenizer_run.resolve()),
         },
     )
-    # Imported here: latentrl.evaluation builds on this module (it loads tokenizer runs).
-    from latentrl.evaluation import quick_scores
 
     torch.manual_seed(train_cfg.seed)
     model = build_model(model_cfg, code_features(tok))

@@ -9,7 +9,9 @@ up from them, so a dataset is encoded once and stage 2 never touches pixels.
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
+from pathlib import Path
 from typing import Literal
 
 import torch
@@ -18,7 +20,8 @@ from einops import rearrange
 from torch import nn
 from vector_quantize_pytorch import FSQ
 
-from latentrl.config import opt
+from latentrl.checkpoint import load_weights
+from latentrl.config import from_dict, opt
 from latentrl.nn.impala import ImpalaDecoder, ImpalaEncoder, PatchDecoder, PatchEncoder
 
 
@@ -127,3 +130,11 @@ class Tokenizer(nn.Module):
             psnr = -10.0 * math.log10(max(clamped.item(), 1e-10))
             usage = indices.unique().numel() / self.config.codebook_size
         return mse, {"mse": mse.item(), "psnr": psnr, "codebook_usage": usage}
+
+
+def load_tokenizer(run: Path, device: torch.device | str = "cpu") -> Tokenizer:
+    """The tokenizer saved in a tokenizer run folder."""
+    cfg = from_dict(TokenizerConfig, json.loads((run / "tokenizer" / "config.json").read_text()))
+    tok = Tokenizer(cfg).to(device)
+    load_weights(tok, run / "tokenizer" / "model.safetensors")
+    return tok.eval()

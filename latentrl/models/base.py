@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 import torch
+import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
@@ -23,6 +24,9 @@ from latentrl.models.config import ModelConfig
 from latentrl.nn.aggregator import Aggregator
 from latentrl.quantize import BottleneckOutput
 from latentrl.types import CodeBatch
+
+SEED_POSITION_WEIGHT = 0.5
+"""Length of the room's side in seed-feature units (unit look vectors): a tie-breaker only."""
 
 
 class States(NamedTuple):
@@ -57,6 +61,11 @@ class LatentActionModel(nn.Module):
             self.token_pos = nn.Parameter(sincos_2d(config.grid, d))
         else:
             self.token_pos = nn.Parameter(torch.randn(config.num_tokens, d) * 0.02)
+        rows, cols = torch.meshgrid(
+            torch.arange(config.grid), torch.arange(config.grid), indexing="ij"
+        )
+        coords = torch.stack([rows, cols], dim=-1).reshape(-1, 2).float()
+        self.register_buffer("token_coords", coords, persistent=False)
         self.aggregator = Aggregator(
             d,
             config.heads,
@@ -102,6 +111,19 @@ class LatentActionModel(nn.Module):
     def embed_tokens(self, codes: torch.Tensor) -> torch.Tensor:
         """Codes ``(..., n)`` -> token features ``(..., n, d)`` (frozen tokenizer features + position)."""
         return self.code_in(self.aggregator.code_features[codes]) + self.token_pos
+
+    def seed_features(self, codes: torch.Tensor) -> torch.Tensor:
+        """What first-frame slots are seeded on (``slot_init='seeded'``): ``(..., n, f)``.
+
+        The frozen tokenizer feature of each token's code, unit-normalised, so that tokens that
+        look different are far apart whatever training does to the embeddings; beside it the
+        token's coordinates scaled to ``SEED_POSITION_WEIGHT`` over the grid, small enough that
+        a distinct look always outranks a distant position, so they only separate look-alikes.
+        """
+        look = F.normalize(self.aggregator.code_features[codes], dim=-1)
+        scale = SEED_POSITION_WEIGHT / self.config.grid
+        where = self.token_coords.expand(*codes.shape, 2) * scale
+        return torch.cat([look, where], dim=-1)
 
     def token_weights(self, prev: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """Loss weight per target token: tokens that changed carry ``changed_weight``.

@@ -26,6 +26,11 @@ class ModelConfig:
     slot_iters_first: int = opt(3, "slot-attention iterations on the first frame")
     slot_iters: int = opt(1, "slot-attention iterations on later frames (recursive init)")
     slot_scale: float = opt(10.0, "multiplier of the slot-attention logits (sharper competition)")
+    slot_init: Literal["learned", "seeded"] = opt(
+        "seeded",
+        "first-frame slots: learned vectors, or seeded from the frame's own tokens by "
+        "farthest-point sampling (each distinct-looking token seeds its own slot)",
+    )
     recursive_init: bool = opt(True, "initialise frame t+1's slots from frame t's (paper default)")
     action_kind: Literal["fsq", "gaussian", "sparse"] = opt("fsq", "latent action bottleneck")
     action_levels: tuple[int, ...] = opt((5,), "FSQ levels of one latent action (paper: [2,2])")

@@ -60,11 +60,13 @@ class FLAM(LatentActionModel):
         return states[..., :-2], states[..., -2:]
 
     def encode_states(self, codes: torch.Tensor) -> States:
-        slots, attn = self.factorizer(self.embed_tokens(codes))
+        slots, attn = self.factorizer(self.embed_tokens(codes), self.seed_features(codes))
         return States(self._pack(slots, attn), attn)
 
     def encode_next(self, codes: torch.Tensor, prev: torch.Tensor) -> torch.Tensor:
-        slots, attn = self.factorizer.step(self.embed_tokens(codes), self._split(prev)[0])
+        slots, attn = self.factorizer.step(
+            self.embed_tokens(codes), self._split(prev)[0], self.seed_features(codes)
+        )
         return self._pack(slots, attn)
 
     def infer(self, states: torch.Tensor, true_actions: torch.Tensor | None) -> LatentActions:

@@ -23,11 +23,11 @@ class OCLAM(LatentActionModel):
         self.fdm = SceneFDM(d, h, nb, config.bottleneck.action_dim)
 
     def encode_states(self, codes: torch.Tensor) -> States:
-        slots, attn = self.factorizer(self.embed_tokens(codes))
+        slots, attn = self.factorizer(self.embed_tokens(codes), self.seed_features(codes))
         return States(slots, attn)
 
     def encode_next(self, codes: torch.Tensor, prev: torch.Tensor) -> torch.Tensor:
-        return self.factorizer.step(self.embed_tokens(codes), prev)[0]
+        return self.factorizer.step(self.embed_tokens(codes), prev, self.seed_features(codes))[0]
 
     def infer(self, states: torch.Tensor, true_actions: torch.Tensor | None) -> LatentActions:
         return bottleneck_to_latent(self.idm(states))

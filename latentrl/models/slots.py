@@ -19,22 +19,34 @@ class Factorizer(nn.Module):
         super().__init__()
         self.config = config
         d = config.d_model
-        self.slot_attention = SlotAttention(config.num_slots, d, d, logit_scale=config.slot_scale)
+        self.slot_attention = SlotAttention(
+            config.num_slots, d, d, logit_scale=config.slot_scale, init=config.slot_init
+        )
 
     def step(
-        self, tokens: torch.Tensor, prev: torch.Tensor | None
+        self,
+        tokens: torch.Tensor,
+        prev: torch.Tensor | None,
+        seed_features: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Slots and attention of one frame ``(b, n, d)`` given the previous frame's slots."""
+        """Slots and attention of one frame ``(b, n, d)`` given the previous frame's slots.
+
+        ``seed_features`` ``(b, n, f)``: what a first frame is seeded on (``slot_init='seeded'``).
+        """
         cfg = self.config
         if prev is None or not cfg.recursive_init:
-            return self.slot_attention(tokens, None, cfg.slot_iters_first)
+            return self.slot_attention(tokens, None, cfg.slot_iters_first, seed_features)
         return self.slot_attention(tokens, prev, cfg.slot_iters)
 
-    def forward(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self, tokens: torch.Tensor, seed_features: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Slots ``(b, t, k, d)`` and attention ``(b, t, k, n)`` of tokens ``(b, t, n, d)``."""
         slots, attns = [], []
         prev = None
         for i in range(tokens.shape[1]):
-            prev, attn = self.step(tokens[:, i], prev)
+            seeds = None if seed_features is None else seed_features[:, i]
+            prev, attn = self.step(tokens[:, i], prev, seeds)
             slots.append(prev)
             attns.append(attn)
         return torch.stack(slots, dim=1), torch.stack(attns, dim=1)

@@ -1,0 +1,32 @@
+"""Architecture contracts (pyproject.toml, [tool.importlinter]): experiments -> agents ->
+latentrl, envs independent of both, no import cycles between sibling modules."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_import_contracts_hold() -> None:
+    exe = shutil.which("lint-imports")
+    assert exe is not None, "import-linter is a dev dependency: pip install -e '.[dev]'"
+    out = subprocess.run(
+        [exe, "--no-cache"], cwd=ROOT, capture_output=True, text=True, env=None, check=False
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "BROKEN" not in out.stdout
+    assert out.stdout.count("KEPT") == 3, out.stdout
+
+
+def test_no_module_of_ours_imports_experiments() -> None:
+    """Entry scripts are leaves: nothing imports them (they are not a package)."""
+    assert not (ROOT / "experiments" / "__init__.py").exists()
+    for package in ("latentrl", "agents", "envs"):
+        for path in (ROOT / package).rglob("*.py"):
+            text = path.read_text()
+            assert "from experiments" not in text and "import experiments" not in text, path
+    assert sys.modules.get("experiments") is None
