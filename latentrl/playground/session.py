@@ -327,8 +327,9 @@ class PlaySession:
         return max(1, target // max(self.frame_shape))
 
     def picture(self, outlines: bool = False, i: int = -1, target: int = 512) -> np.ndarray:
-        """Frame ``i`` upscaled, with each slot's tokens outlined in its colour and the selected
-        entity's tokens in white if ``outlines``; ``(H, W, 3)``."""
+        """Frame ``i`` upscaled, with each slot's tokens (those it holds at least half of)
+        outlined in its colour and the selected entity's tokens in white if ``outlines``;
+        ``(H, W, 3)``."""
         s = self.scale(target)
         img = repeat(self.frames[i].image, "h w c -> (h a) (w b) c", a=s, b=s).copy()
         if not outlines or not self.factored:
@@ -336,7 +337,10 @@ class PlaySession:
         attn = self.attention(i)
         assert attn is not None
         g = self.run.grid
-        owner = attn.argmax(0).reshape(g, g).cpu().numpy()
+        # A token belongs to the slot holding most of it, if that slot holds at least half
+        # (background tokens spread over many slots get no outline, -1).
+        top = attn.max(0)
+        owner = torch.where(top.values >= 0.5, top.indices, -1).reshape(g, g).cpu().numpy()
         h, w = img.shape[:2]
         rows = (np.arange(h) * g // h)[:, None]
         cols = (np.arange(w) * g // w)[None, :]
@@ -348,8 +352,8 @@ class PlaySession:
             edge[d:] |= pix[:-d] != pix[d:]
             edge[:, :-d] |= pix[:, :-d] != pix[:, d:]
             edge[:, d:] |= pix[:, :-d] != pix[:, d:]
-        colours = slot_colours(attn.shape[0])
-        img[edge] = colours[pix[edge]]
+        colours = np.concatenate([slot_colours(attn.shape[0]), [[0, 0, 0]]]).astype(np.uint8)
+        img[edge] = colours[pix[edge]]  # index -1: black, between background and a slot
         if self.selected is not None:
             chosen = np.isin(pix, list(self.selected.slots))
             ring = np.zeros_like(chosen)
