@@ -99,7 +99,7 @@ def test_own_videos_import_train_and_play(tmp_path: Path) -> None:
         root=root,
         runs=tmp_path / "runs",
     )
-    assert json.loads((tokenizer / "results.json").read_text())["psnr"]["test"] > 20
+    assert json.loads((tokenizer / "results.json").read_text())["psnr"]["test"] > 15
     flam = train_model_stage(
         tiny.model,
         dataclasses.replace(tiny.train, steps=300, media_every=0, eval_every=300),
