@@ -250,7 +250,7 @@ def test_import_script_lists_skips_and_refuses_an_empty_folder(tmp_path: Path) -
     assert ok.returncode == 0, ok.stderr[-2000:]
     assert "video/clips-v0:" in ok.stdout and "readme.txt" in ok.stderr
     (tmp_path / "empty").mkdir()
-    bad = subprocess.run(
-        [*args[:2], str(tmp_path / "empty"), *args[2:]], capture_output=True, text=True
-    )
+    other = [*args[:2], str(tmp_path / "empty"), *args[2:]]
+    other[other.index("clips")] = "other"  # a new name: an existing import is refused first
+    bad = subprocess.run(other, capture_output=True, text=True)
     assert bad.returncode != 0 and "no usable video" in bad.stderr
