@@ -9,10 +9,10 @@ controlled entity (default: each agent, i.e. the slots holding its token at the 
 takes latent actions drawn from the prior (or ``--codes``), while every other slot follows the
 latent actions inferred from the original video. Writes into ``RUN_DIR/control/``:
 
-- ``entities.gif`` / ``entities.png``: the original video (tokenizer reconstruction), the
+- ``entities.gif`` (and ``.mp4``) / ``entities.png``: the original video (tokenizer reconstruction), the
   rollout with every slot on its inferred actions, then one row per controlled entity (yellow
   boxes: the tokens its slots own);
-- ``codes.gif`` / ``codes.png``: what each discrete code does: one row per FSQ index, applied at
+- ``codes.gif`` (and ``.mp4``) / ``codes.png``: what each discrete code does: one row per FSQ index, applied at
   every step to the slots of row ``--code-entity``;
 - ``control.json``: entities, slots, codes, and per row the fraction of pixels that differ from
   the uncontrolled rollout inside / outside the entity's mask (its tokens, dilated by one).
@@ -150,13 +150,13 @@ def main() -> None:
     save_video(labelled_video(entity_rows), out / "entities.gif", args.fps)
     save_image(labelled_strip(entity_rows, title=f"{args.run.name}, {where}: {gen.note}"),
                out / "entities.png")  # fmt: skip
-    written = ["entities.gif", "entities.png"]
+    written = ["entities.gif", "entities.mp4", "entities.png"]
     if gen.code_entity is not None:
         save_video(labelled_video(code_rows, scale=3, label_width=170), out / "codes.gif", args.fps)
         title = f"each latent code applied to {gen.code_entity.name} at every step ({where})"
         strip = labelled_strip(code_rows, scale=3, label_width=170, title=title)
         save_image(strip, out / "codes.png")
-        written += ["codes.gif", "codes.png"]
+        written += ["codes.gif", "codes.mp4", "codes.png"]
     result = {
         "run": str(args.run),
         "model": run.model.config.model,

@@ -8,7 +8,7 @@ For each run folder (made by train_lam.py): latent actions are inferred from tes
 frame alone, once with those latent actions and once with latent actions drawn from its prior,
 and the decoded frames are compared with the real ones: PSNR per step, dPSNR (inferred minus
 prior), SSIM, exact-code accuracy, and the tokenizer's reconstruction PSNR (the ceiling).
-Writes <run>/eval/{results.json, table.md, psnr_per_step.png, rollout.gif, rollout.png}.
+Writes <run>/eval/{results.json, table.md, psnr_per_step.png, rollout.gif, rollout.mp4, rollout.png}.
 With several runs, also prints one table in the layout of the paper's Table 1 and writes it with
 a combined PSNR plot and rollout grid to --out. A missing test dataset is regenerated from the
 tokenizer run's data.json (seeded: the same episodes).

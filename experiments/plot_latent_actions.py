@@ -101,7 +101,9 @@ def main() -> None:
         print(
             f"({table['codes'] - len(table['inferred'])} of {table['codes']} codes never inferred)"
         )
-    files = [f"{n}.png" for n in views.images] + [f"{n}.gif" for n in views.videos]
+    files = [f"{n}.png" for n in views.images] + [
+        f"{n}.{e}" for n in views.videos for e in ("gif", "mp4")
+    ]
     print(f"wrote {out}: {', '.join(files)}, views.json")
 
 

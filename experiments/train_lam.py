@@ -3,6 +3,7 @@
     python experiments/train_lam.py --preset tiny --model flam
     python experiments/train_lam.py --preset tiny --model lam --action-levels 5 5 5 5
     python experiments/train_lam.py --resume runs/<run>
+    python experiments/train_lam.py --video my_clips --model flam   # videos from import_videos.py
     torchrun --nproc-per-node 2 experiments/train_lam.py --preset tiny --model flam   # DDP
 
 Uses the newest finished tokenizer run on the preset's data unless --tokenizer is given (and
@@ -19,7 +20,7 @@ import os
 from pathlib import Path
 
 from latentrl.config import add_config_args, override
-from latentrl.data.recipes import DatasetSpec
+from latentrl.data.recipes import DatasetSpec, video_family
 from latentrl.distributed import teardown
 from latentrl.models import ModelConfig
 from latentrl.presets import StageConfig, add_run_args, get_preset
@@ -50,6 +51,13 @@ def main() -> None:
         help="steps of the tokenizer trained first when there is none on this data "
         "(default: the preset's)",
     )
+    parser.add_argument(
+        "--video",
+        default=None,
+        metavar="NAME",
+        help="use the newest tokenizer run on the videos imported as NAME "
+        "(experiments/import_videos.py), training one first if there is none",
+    )
     add_config_args(
         parser, DatasetSpec, "dataset (prefixed --data-)", prefix="data", shown=shown.data
     )
@@ -61,6 +69,10 @@ def main() -> None:
     tokenizer = args["tokenizer"]
     if tokenizer is None and args["resume"] is None:
         data = override(preset.data, args, prefix="data")
+        tok_cfg = preset.tokenizer
+        if args["video"] is not None:
+            data = video_family(args["video"], args["root"])
+            tok_cfg = dataclasses.replace(tok_cfg, frame_size=data.frame_size)
         tokenizer = latest_run(args["runs"], "tokenizer", data)
         if tokenizer is None:
             print("no tokenizer run on this data yet: training one first")
@@ -71,7 +83,7 @@ def main() -> None:
                 tok_train = dataclasses.replace(tok_train, steps=args["tokenizer_steps"])
             tokenizer = train_tokenizer_stage(
                 data,
-                preset.tokenizer,
+                tok_cfg,
                 tok_train,
                 root=args["root"],
                 runs=args["runs"],

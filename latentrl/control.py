@@ -64,7 +64,7 @@ from latentrl.views import (
     held_out_windows,
     slot_latents,
 )
-from latentrl.viz import gif_bytes
+from latentrl.viz import gif_bytes, mp4_bytes
 
 
 # -- run folders ---------------------------------------------------------------------------------
@@ -691,8 +691,10 @@ def save_image(image: np.ndarray, path: Path) -> None:
 
 
 def save_video(video: np.ndarray, path: Path, fps: int = 2) -> None:
-    """Write a uint8 ``(t, H, W, 3)`` video as a looping GIF atomically."""
+    """Write a uint8 ``(t, H, W, 3)`` video as a looping GIF at ``path`` and as H.264 MP4 next
+    to it (same name, ``.mp4``), each atomically."""
     _atomic_bytes(path, gif_bytes(video, fps))
+    _atomic_bytes(path.with_suffix(".mp4"), mp4_bytes(video, fps))
 
 
 def summary(gen: Generation) -> dict[str, Any]:

@@ -50,7 +50,7 @@ from latentrl.models import LatentActionModel
 from latentrl.runs import env_tag, hardware, read_json, write_json
 from latentrl.tokenizer import Tokenizer, load_tokenizer
 from latentrl.types import CodeBatch, frames_to_float
-from latentrl.viz import error_map, grid_frames, save_gif, save_png_strip
+from latentrl.viz import error_map, grid_frames, save_gif, save_mp4, save_png_strip
 
 MODEL_ORDER = ("wm", "lam", "oclam", "flam")
 """Column order of the paper's Table 1."""
@@ -559,7 +559,7 @@ def plot_psnr_curves(scores: Sequence[WorldModelScores], path: Path) -> None:
 
 
 def write_run_outputs(run_dir: Path, evaluation: Evaluation) -> Path:
-    """``eval/`` in the run folder: results.json, table.md, psnr_per_step.png, rollout GIF/PNG."""
+    """``eval/`` in the run folder: results.json, table.md, psnr_per_step.png, rollout GIF/MP4/PNG."""
     out = run_dir / "eval"
     scores = evaluation.scores
     write_json(out / "results.json", scores.as_json())
@@ -567,6 +567,7 @@ def write_run_outputs(run_dir: Path, evaluation: Evaluation) -> Path:
     plot_psnr_curves([scores], out / "psnr_per_step.png")
     video = grid_frames(evaluation.example.rows())
     save_gif(video, out / "rollout.gif")
+    save_mp4(video, out / "rollout.mp4")
     save_png_strip(video, out / "rollout.png")
     return out
 
@@ -585,6 +586,7 @@ def write_comparison(evaluations: Sequence[Evaluation], out: Path) -> str:
         preds = [e.example.rows()[1] for e in ordered]
         video = grid_frames([truth, *preds, *(error_map(truth, p) for p in preds)])
         save_gif(video, out / "rollouts.gif")
+        save_mp4(video, out / "rollouts.mp4")
         save_png_strip(video, out / "rollouts.png")
     else:
         print("note: the runs were evaluated on different windows: no combined rollout grid")

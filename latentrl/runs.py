@@ -60,7 +60,7 @@ def hardware() -> str:
 def env_tag(data: DatasetSpec) -> str:
     if data.env == "multigrid":
         return f"multigrid-{data.task}-{data.size}x{data.size}-N{data.agents}"
-    return f"procgen-{data.task}-{data.frame_size}px"
+    return f"{data.env}-{data.task}-{data.frame_size}px"
 
 
 def new_run_dir(runs: Path, data: DatasetSpec, model: str, seed: int) -> Path:

@@ -38,7 +38,7 @@ from latentrl.tokenizer import Tokenizer, TokenizerConfig, load_tokenizer
 from latentrl.train import TrainConfig, train
 from latentrl.types import CodeBatch, frames_to_float
 from latentrl.views import log_training_views
-from latentrl.viz import error_map, grid_frames, log_gif, save_gif
+from latentrl.viz import error_map, grid_frames, log_gif, save_gif, save_mp4
 
 PROCGEN_ACTIONS = 15
 MULTIGRID_ACTIONS = 5
@@ -143,7 +143,9 @@ def train_tokenizer_stage(
         train_cfg = from_dict(TrainConfig, stored["train"], source=resume / "config.json")
     with main_first(info):  # rank 0 generates missing splits; the others then find them
         ids = ensure_datasets(data, root, workers=workers, progress=info.is_main)
-    caches = {split: FrameCache.load(i, root) for split, i in ids.items()}
+    # Imported videos are action-free (their stored actions are placeholders): no labels.
+    labels = data.env != "video"
+    caches = {split: FrameCache.load(i, root, labels=labels) for split, i in ids.items()}
     h, w, c = caches["train"].frame_shape
     if (h, w, c) != (tok_cfg.frame_size, tok_cfg.frame_size, tok_cfg.channels):
         raise ValueError(
@@ -292,6 +294,11 @@ def train_model_stage(
     data = from_dict(
         DatasetSpec, read_json(tokenizer_run / "data.json"), source=tokenizer_run / "data.json"
     )
+    if data.env == "video" and model_cfg.model == "wm":
+        raise ValueError(
+            f"{tokenizer_run} was trained on imported videos, which have no actions: WM is "
+            "conditioned on true actions; train flam, lam or oclam (--model)"
+        )
     tok = load_tokenizer(tokenizer_run, info.device)
     model_cfg = model_config_for(model_cfg, tok, data)
     codebook = tok.config.codebook_size
@@ -342,6 +349,7 @@ def train_model_stage(
         )
         log_gif(writer, "eval/rollout", video, step)
         save_gif(video, run / "media" / f"rollout_{step:06d}.gif")
+        save_mp4(video, run / "media" / f"rollout_{step:06d}.mp4")
         if model_cfg.model != "wm" and data.env == "multigrid":
             # eval/attention (slot overlay GIF) and eval/correspondence (slots x agents, DCI).
             log_training_views(

@@ -1,13 +1,15 @@
-"""Pictures: rollout grids as GIF/PNG files and tensorboard image summaries.
+"""Pictures: rollout grids as GIF/MP4/PNG files and tensorboard image summaries.
 
 Frames are uint8 ``(t, h, w, c)``; a grid stacks rows (e.g. ground truth, prediction, error)
 vertically and animates over ``t``. Tensorboard animates a GIF logged as an image summary, which
-avoids moviepy (``add_video``'s dependency; see ENVIRONMENT.md).
+avoids moviepy (``add_video``'s dependency; see ENVIRONMENT.md). MP4 files are H.264 written
+with PyAV (its own FFmpeg): lossy (``crf``), but a player or a browser plays them anywhere.
 """
 
 from __future__ import annotations
 
 import io
+import os
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +35,34 @@ def gif_bytes(video: np.ndarray, fps: int = 4) -> bytes:
         buf, format="GIF", save_all=True, append_images=images[1:], duration=int(1000 / fps), loop=0
     )
     return buf.getvalue()
+
+
+def mp4_bytes(video: np.ndarray, fps: int = 4, crf: int = 12) -> bytes:
+    """Encode uint8 ``(t, h, w, 3)`` as H.264 MP4 (yuv420p, so odd sides are padded by one
+    pixel with black; ``crf`` 0-51, lower is closer to the frames)."""
+    import av
+
+    _, h, w, _ = video.shape
+    pad = ((0, 0), (0, h % 2), (0, w % 2), (0, 0))
+    frames = np.pad(video, pad) if h % 2 or w % 2 else video
+    buf = io.BytesIO()
+    with av.open(buf, mode="w", format="mp4") as out:
+        stream = out.add_stream("libx264", rate=fps)
+        stream.height, stream.width = frames.shape[1:3]
+        stream.pix_fmt = "yuv420p"
+        stream.options = {"crf": str(crf), "preset": "veryfast"}
+        for frame in frames:
+            out.mux(stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), "rgb24")))
+        out.mux(stream.encode(None))
+    return buf.getvalue()
+
+
+def save_mp4(video: np.ndarray, path: Path, fps: int = 4) -> None:
+    """Write ``video`` as MP4 atomically (temporary file + rename)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp.write_bytes(mp4_bytes(video, fps))
+    os.replace(tmp, path)
 
 
 def save_gif(video: np.ndarray, path: Path, fps: int = 4) -> None:

@@ -18,6 +18,7 @@ Name fields, joined by ``-`` (inside a field ``_`` separates a key from its valu
   ``-size_{cells}`` unless the grid is the paper's 32x32, then ``-tile_{px}`` unless cells are
   the default 4 px. E.g. ``multigrid/goal-agent_4-expert-v0``,
   ``multigrid/empty-agent_2-size_8-v1``.
+* Imported videos (``experiments/import_videos.py``): ``video/{name}``, e.g. ``video/my_clips-v2``.
 * Procgen: ``{game}``, then ``-{policy}`` unless ``random``, then ``-px_{S}`` unless frames are
   procgen's native 64x64. E.g. ``procgen/coinrun-v0``.
 
@@ -99,6 +100,16 @@ def procgen_dataset_id(
     if frame_size != PROCGEN_NATIVE_SIZE:
         name += f"-px_{frame_size}"
     return f"procgen/{name}-v{split_version(split)}"
+
+
+def video_dataset_id(name: str, *, split: str = "train") -> str:
+    """Id of an imported video dataset, e.g. ``video/my_clips-v0`` (see module docstring)."""
+    if not name or not all(ch.isalnum() or ch in "_-" for ch in name) or "-v" in name:
+        raise ValueError(
+            f"video dataset name {name!r}: use letters, digits, '_' and '-' (and no '-v', "
+            "which would read as a version), e.g. my_clips"
+        )
+    return f"video/{name}-v{split_version(split)}"
 
 
 def split_counts(total: int, proportions: Sequence[float]) -> list[int]:

@@ -42,6 +42,7 @@ from latentrl.data.naming import (
     procgen_dataset_id,
     split_counts,
     split_seed_ranges,
+    video_dataset_id,
 )
 
 Root = str | os.PathLike[str] | None
@@ -56,11 +57,14 @@ METADATA_SPEC_KEY = "dataset_spec"
 class DatasetSpec:
     """One dataset family: all splits of one env configuration."""
 
-    env: Literal["multigrid", "procgen"] = opt("multigrid", "which simulator to record")
+    env: Literal["multigrid", "procgen", "video"] = opt(
+        "multigrid",
+        "which simulator to record, or video: a folder imported by experiments/import_videos.py",
+    )
     task: str = opt(
         "empty",
         "MultiGrid: empty (empty room) or goal (one goal cell per agent); Procgen: the game "
-        "(see envs.procgen.GAMES)",
+        "(see envs.procgen.GAMES); video: the --name given to import_videos.py",
     )
     agents: int = opt(4, "MultiGrid: number of agents (Procgen: always 1)")
     size: int = opt(DEFAULT_GRID_SIZE, "MultiGrid: room side in cells, walls included")
@@ -91,8 +95,8 @@ class DatasetSpec:
         object.__setattr__(self, "splits", tuple(float(p) for p in self.splits))
         if self.env == "procgen":
             object.__setattr__(self, "task", self.task.lower())  # ids are lower case
-        if self.env not in ("multigrid", "procgen"):
-            raise ValueError(f"env must be multigrid or procgen, got {self.env!r}")
+        if self.env not in ("multigrid", "procgen", "video"):
+            raise ValueError(f"env must be multigrid, procgen or video, got {self.env!r}")
         if self.policy not in POLICIES:
             raise ValueError(f"policy must be one of {', '.join(POLICIES)}, got {self.policy!r}")
         if self.episodes < 1 or self.steps < 1:
@@ -128,6 +132,8 @@ class DatasetSpec:
                     f"need agents >= 1, size >= 3 and tile_size >= 1, got {self.agents}, "
                     f"{self.size} and {self.tile_size}"
                 )
+        elif self.env == "video":
+            video_dataset_id(self.task)  # raises on a malformed name
         else:
             if self.policy != "random":
                 raise ValueError("Procgen has no scripted expert here: use policy random")
@@ -145,6 +151,8 @@ class DatasetSpec:
 
     def dataset_id(self, split: str = "train") -> str:
         """Id of one split's dataset, e.g. ``multigrid/empty-agent_4-v0`` for ``train``."""
+        if self.env == "video":
+            return video_dataset_id(self.task, split=split)
         if self.env == "multigrid":
             return multigrid_dataset_id(
                 self.task,
@@ -174,6 +182,11 @@ class DatasetSpec:
         env ids and the scripted policies are defined there.
         """
         # Imported here, not at module level: see the module docstring.
+        if self.env == "video":
+            raise ValueError(
+                f"video datasets are imported, not generated: python "
+                f"experiments/import_videos.py FOLDER --name {self.task}"
+            )
         if self.env == "multigrid":
             from envs.multigrid.policies import PolicyFactory
             from envs.multigrid.registration import multigrid_env_id, multigrid_env_ids
@@ -366,6 +379,8 @@ def ensure_datasets(
     ``overwrite=True`` regenerates every split. ``compression`` applies to generated splits only
     (lossless either way, so existing splits are reused whatever theirs).
     """
+    if spec.env == "video":
+        return _imported(spec, root)
     ids = spec.dataset_ids()
     todo = []
     for split, dataset_id in ids.items():
@@ -393,6 +408,31 @@ def ensure_datasets(
                 if diffs := _mismatches(spec, split, root):
                     raise _mismatch_error(spec, split, root, diffs) from None
     return ids
+
+
+def _imported(spec: DatasetSpec, root: Root) -> dict[str, str]:
+    """The splits of an imported video dataset; raises if it is missing or its frame size is
+    not the spec's (``--data-frame-size``)."""
+    # Imported here: the importer pulls in PyAV only when a video dataset is used.
+    from latentrl.data.video_import import imported_frame_size, imported_splits
+
+    ids = imported_splits(spec.task, root)
+    size = imported_frame_size(spec.task, root)
+    if size != spec.frame_size:
+        raise ValueError(
+            f"video dataset {ids['train']!r} has {size}x{size} frames, the spec asks for "
+            f"{spec.frame_size}: pass --data-frame-size {size} (and --frame-size {size} for the "
+            "tokenizer), or re-import with --frame-size"
+        )
+    return ids
+
+
+def video_family(name: str, root: Root = None) -> DatasetSpec:
+    """The :class:`DatasetSpec` of the imported video dataset ``name`` (frame size from its
+    metadata): what ``--video NAME`` on the training scripts stands for."""
+    from latentrl.data.video_import import imported_frame_size
+
+    return DatasetSpec(env="video", task=name, frame_size=imported_frame_size(name, root))
 
 
 def generate_family(

@@ -47,7 +47,14 @@ def test_evaluation_writes_its_files_and_is_seeded(runs: dict[str, Path]) -> Non
     assert first.example.truth.shape == (11, 32, 32, 3)
     assert first.example.predicted.shape == (10, 32, 32, 3)
     out = write_run_outputs(runs["flam"], first)
-    for name in ["results.json", "table.md", "psnr_per_step.png", "rollout.gif", "rollout.png"]:
+    for name in [
+        "results.json",
+        "table.md",
+        "psnr_per_step.png",
+        "rollout.gif",
+        "rollout.mp4",
+        "rollout.png",
+    ]:
         assert (out / name).is_file(), name
     stored = json.loads((out / "results.json").read_text())
     assert stored["summary"]["psnr_1step"] == scores.psnr_1step

@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import av
 import pytest
 from PIL import Image
 
@@ -47,6 +48,9 @@ def test_controllable_generation_flam_controls_each_agent(runs: dict[str, Path])
     folder = run / "control"
     for name in ("entities.gif", "entities.png", "codes.gif", "codes.png"):
         assert image_size(folder / name)[0] > 100, name
+    for name in ("entities.mp4", "codes.mp4"):
+        with av.open(str(folder / name)) as video:
+            assert video.streams.video[0].width > 100, name
     result = json.loads((folder / "control.json").read_text())
     assert result["model"] == "flam" and result["steps"] == 6
     assert [e["agent"] for e in result["entities"]] == [0, 1, 2, 3]

@@ -81,7 +81,14 @@ def test_evaluate_two_runs_writes_run_folders_and_a_comparison(model_runs: dict[
     assert res.returncode == 0, res.stderr[-3000:]
     for kind in ("flam", "lam"):
         folder = model_runs[kind] / "eval"
-        for name in ["results.json", "table.md", "psnr_per_step.png", "rollout.gif", "rollout.png"]:
+        for name in [
+            "results.json",
+            "table.md",
+            "psnr_per_step.png",
+            "rollout.gif",
+            "rollout.mp4",
+            "rollout.png",
+        ]:
             assert (folder / name).is_file(), f"{kind}: {name}"
         results = json.loads((folder / "results.json").read_text())
         assert results["model"] == kind and results["steps"] == 10
