@@ -100,3 +100,37 @@ def test_controller_saves_and_loads(tmp_path) -> None:
     s, a = torch.randn(3, SLOTS, 6), torch.randint(0, ACTIONS, (3, AGENTS))
     assert torch.equal(controller.eval().latent(s, a), again.latent(s, a))
     assert again.latent(s, a).shape == (3, 1, D_A)
+
+
+@pytest.mark.parametrize("kind", ["flam", "lam"])
+@pytest.mark.parametrize("family", ["fsq", "gaussian", "sparse"])
+def test_train_controller_on_real_models_of_every_family(kind: str, family: str) -> None:
+    """The mechanics with untrained tiny models: shapes, the report's ranges, save/load."""
+    import numpy as np
+
+    from latentrl.controller import train_controller
+    from latentrl.data.codes import CodeCache
+    from latentrl.decoder import DecoderConfig, decoder_inputs, train_decoder
+    from tests.models.tiny import AGENTS as TINY_AGENTS
+    from tests.models.tiny import CODEBOOK, TOKENS, tiny_model
+
+    model = tiny_model(kind, action_kind=family).eval()
+    rng = np.random.default_rng(0)
+    episodes, length = 12, 6
+    codes = rng.integers(0, CODEBOOK, (episodes * length, TOKENS)).astype(np.int16)
+    actions = rng.integers(0, 5, (episodes * length, TINY_AGENTS)).astype(np.int64)
+    actions[length - 1 :: length] = -1  # no action on each episode's last frame
+    cache = CodeCache(codes, np.arange(episodes + 1, dtype=np.int64) * length, actions)
+    labels = DecoderConfig(label_fraction=0.5, steps=5, d_model=16, heads=2, blocks=1)
+    decoder, _ = train_decoder(model, cache, labels, progress=False)
+    cfg = ControllerConfig(steps=5, d_model=16, heads=2, blocks=1)
+    controller, report = train_controller(model, decoder, cache, labels, cfg, progress=False)
+    for value in (report.decoded_accuracy, report.token_error, report.inferred_token_error):
+        assert 0.0 <= value <= 1.0
+    assert report.labelled_transitions == round(0.5 * episodes * (length - 1))
+    assert controller.discrete == (family == "fsq")
+    states, inferred = decoder_inputs(
+        model, torch.from_numpy(codes[:length].astype(np.int64))[None]
+    )
+    out = controller.latent(states[:, 0], torch.zeros(1, TINY_AGENTS, dtype=torch.long))
+    assert out.shape == inferred[:, 0].shape  # one latent per slot (FLAM) or per scene (LAM)
