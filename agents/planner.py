@@ -15,6 +15,17 @@ best-scoring real action. This uses the factorization twice: a candidate changes
 slots with the others held, and agents are chosen independently (they interact only when they
 collide). What is executed is exactly what was scored.
 
+``search="cem"`` (every latent-action family; ``search="auto"`` picks it for continuous latents
+and ``controller`` for FSQ codes): the world model is driven with *real* actions through the
+learned controller (:mod:`latentrl.controller`). For each agent, sequences of ``horizon`` real
+actions, every other agent held at the decoder's reading of the null plan, are rolled through
+the controller and the forward dynamics (:meth:`LatentPlanner.sequence_scores`); the
+cross-entropy method (:func:`cem_search`) refits a per-step action distribution to the best
+sequences, or scores every sequence when there are few; each agent executes the first action of
+its best one. The slot score is averaged over the steps, each displacement measured against the
+rollout in which every agent is held, which cancels a model's nonzero "stand still" move for
+discrete and continuous latents alike.
+
 ``search="per-slot"``: coordinate descent over latent codes. Each of the C codes is tried for
 each slot with the others held, all ``K * C`` candidates in one batch, and every slot whose best
 code improves on the current plan takes it (``sweeps`` rounds); the combined plan is decoded into
