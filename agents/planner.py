@@ -121,6 +121,13 @@ class PlannerConfig:
         "centroid of its attention when the predicted frame is re-encoded (for a model whose "
         "move head is flat, e.g. the 2-agent FLAM of the benchmark)",
     )
+    entity_slots: Literal["acting", "nearest"] = opt(
+        "acting",
+        "cem: each goal entity is read from the nearest slot whose latent the controller changes "
+        "with some agent's action, one slot per entity (acting), or from the nearest slot of all "
+        "(nearest, as the controller search); diffuse slots put a background slot's centroid "
+        "nearer to an agent than the slot that holds it",
+    )
     cem_population: int = opt(
         64,
         "cem: sequences scored per agent and iteration; when actions^horizon is at most this, "
@@ -548,6 +555,37 @@ class LatentPlanner:
         return rearrange(distance / h, "(a p) -> a p", a=a)
 
     @torch.no_grad()
+    def acting_entity_slots(
+        self, state: torch.Tensor, goal: PlanGoal, held: torch.Tensor, share: float = 0.1
+    ) -> torch.Tensor:
+        """The slot ``(e,)`` each goal entity is read from: among the slots whose controller
+        latent moves by more than ``share`` of the largest move when one agent's real action
+        changes from its held one (the slots that hold agents), the nearest unused one, entities
+        taken in the order of their distance to their nearest acting slot. When fewer slots act
+        than there are entities, the remaining entities take their nearest slot of all."""
+        assert self.controller is not None and goal.entities is not None
+        a, v = len(held), self.model.config.agent_actions
+        acts = repeat(held, "a -> b a", b=a * v + 1).clone()
+        rows = torch.arange(a * v)
+        acts[rows, repeat(torch.arange(a), "a -> (a v)", v=v)] = repeat(
+            torch.arange(v), "v -> (a v)", a=a
+        )
+        latent = self.controller.latent(repeat(state, "1 k d -> b k d", b=a * v + 1), acts)
+        change = (latent[:-1] - latent[-1:]).norm(dim=-1).amax(dim=0)  # (k,)
+        acting = change > share * change.max().clamp_min(1e-12)
+        dist = torch.cdist(goal.entities.now, state[0, :, -2:])  # (e, k)
+        slots = dist.argmin(dim=1)
+        free = acting.clone()
+        masked = dist.masked_fill(~free, float("inf"))
+        for e in masked.min(dim=1).values.argsort().tolist():
+            if not free.any():
+                break
+            pick = int(dist[e].masked_fill(~free, float("inf")).argmin())
+            slots[e] = pick
+            free[pick] = False
+        return slots
+
+    @torch.no_grad()
     def cem_control(self, state: torch.Tensor, goal: PlanGoal, escape: bool = False) -> np.ndarray:
         """Real actions ``(a,)``: per agent, the first action of the best real-action sequence
         found by :func:`cem_search` (others held; see :meth:`sequence_scores`). With ``escape``
@@ -555,6 +593,8 @@ class LatentPlanner:
         the best score found for each first action."""
         held = self.held_actions(state, goal.null)
         cfg = self.config
+        if cfg.entity_slots == "acting":
+            goal = dataclasses.replace(goal, slots=self.acting_entity_slots(state, goal, held))
         best, first = cem_search(
             lambda seqs: self.sequence_scores(state, goal, held, seqs),
             agents=len(held),

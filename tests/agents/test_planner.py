@@ -418,3 +418,33 @@ def test_cem_search_needs_a_controller() -> None:
         LatentPlanner(
             base.model, base.tokenizer, base.decoder, PlannerConfig(search="cem"), cell_px=4
         )
+
+
+def test_cem_reads_each_entity_from_a_slot_the_controller_moves() -> None:
+    # Only the slot farthest from the agent responds to the agents' actions (a diffuse slot
+    # holding it): the entity must be read from that slot, not from the nearest background one.
+    base = _tiny_planner()
+    frame, goal_frame = _entity_frames()
+    base.reset(0)
+    state = base._encode(frame)
+    goal = base.goal_of(frame, state, base._null_actions(state), goal_frame)
+    assert goal.entities is not None
+    far = int(torch.cdist(goal.entities.now, state[0, :, -2:])[0].argmax())
+    assert far != int(goal.slots[0])  # type: ignore[index]
+
+    class OneSlot:
+        def latent(self, states: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+            out = torch.zeros(states.shape[0], states.shape[1], 1)
+            out[:, far, 0] = actions[:, 0].float()
+            return out
+
+    planner = LatentPlanner(
+        base.model,
+        base.tokenizer,
+        base.decoder,
+        PlannerConfig(search="cem"),
+        cell_px=4,
+        controller=OneSlot(),  # type: ignore[arg-type]
+    )
+    held = planner.held_actions(state, goal.null)
+    assert planner.acting_entity_slots(state, goal, held).tolist() == [far]
