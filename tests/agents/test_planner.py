@@ -388,7 +388,12 @@ def test_cem_planner_walks_the_agent_to_its_goal_in_a_known_world(
     base = _tiny_planner()
     cfg = PlannerConfig(search="cem", horizon=horizon, rollout="latent", cem_population=population)
     planner = LatentPlanner(
-        base.model, base.tokenizer, base.decoder, cfg, cell_px=4, controller=_RightLeftController()
+        base.model,
+        base.tokenizer,
+        base.decoder,
+        cfg,
+        cell_px=4,
+        controller=_RightLeftController(),  # type: ignore[arg-type]
     )
 
     def shift(states: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
