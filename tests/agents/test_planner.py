@@ -426,21 +426,22 @@ def test_cem_search_needs_a_controller() -> None:
 
 
 def test_cem_reads_each_entity_from_a_slot_the_controller_moves() -> None:
-    # Only the slot farthest from the agent responds to the agents' actions (a diffuse slot
-    # holding it): the entity must be read from that slot, not from the nearest background one.
+    # Slot 0 sits on the agent but holds background; only slot 2, a diffuse slot whose centroid
+    # is 2 cells away, responds to the agents' actions: the entity must be read from slot 2.
+    from agents.entities import EntityGoal
+
     base = _tiny_planner()
-    frame, goal_frame = _entity_frames()
-    base.reset(0)
-    state = base._encode(frame)
-    goal = base.goal_of(frame, state, base._null_actions(state), goal_frame)
-    assert goal.entities is not None
-    far = int(torch.cdist(goal.entities.now, state[0, :, -2:])[0].argmax())
-    assert far != int(goal.slots[0])  # type: ignore[index]
+    d_s = base.model.config.d_model + 2
+    state = torch.zeros(1, 3, d_s)
+    state[0, :, -2:] = torch.tensor([[1.0, 1.0], [3.0, 3.0], [1.0, 3.0]])
+    entities = EntityGoal(now=torch.tensor([[1.0, 1.0]]), target=torch.tensor([[1.0, 3.0]]))
+    null = torch.zeros(1, 3, 1)
+    goal = PlanGoal(torch.zeros(3, 16, 16), null, entities=entities, slots=torch.tensor([0]))
 
     class OneSlot:
         def latent(self, states: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
             out = torch.zeros(states.shape[0], states.shape[1], 1)
-            out[:, far, 0] = actions[:, 0].float()
+            out[:, 2, 0] = actions[:, 0].float()
             return out
 
     planner = LatentPlanner(
@@ -451,5 +452,9 @@ def test_cem_reads_each_entity_from_a_slot_the_controller_moves() -> None:
         cell_px=4,
         controller=OneSlot(),  # type: ignore[arg-type]
     )
-    held = planner.held_actions(state, goal.null)
-    assert planner.acting_entity_slots(state, goal, held).tolist() == [far]
+    held = planner.held_actions(state, null)
+    assert planner.acting_entity_slots(state, goal, held).tolist() == [2]
+    # With no acting slot left for it, an entity falls back to its nearest slot of all.
+    two = EntityGoal(now=torch.tensor([[1.0, 1.0], [3.0, 3.0]]), target=torch.zeros(2, 2))
+    goal2 = dataclasses.replace(goal, entities=two)
+    assert planner.acting_entity_slots(state, goal2, held).tolist() in ([2, 1], [0, 2])
