@@ -279,6 +279,18 @@ def check_planner_run(run: Path, planner: PlannerConfig) -> None:
         )
 
 
+def check_planner_search(planner: PlannerConfig, action_kind: str) -> None:
+    """Refuse a planner search the latent-action family cannot run, before anything long starts
+    (the planner is built last, after decoding and cloning)."""
+    if action_kind != "fsq" and planner.search not in ("auto", "cem"):
+        raise ValueError(
+            f"--planner-search {planner.search} swaps FSQ codes, but --action-kind "
+            f"{action_kind} gives continuous latent actions: use --planner-search cem or auto"
+        )
+    if planner.search == "cem" and planner.score != "slots":
+        raise ValueError("--planner-search cem scores in slot space: use --planner-score slots")
+
+
 # -- stage functions (top level: they run in worker processes) ----------------------------------
 def _train_model(
     kind: str, preset: Preset, tokenizer_run: Path, runs: Path, seed: int | None = None
@@ -495,6 +507,8 @@ def run_pipeline(
     if unknown:
         raise ValueError(f"unknown methods {sorted(unknown)}; choose from {list(METHOD_ORDER)}")
     decoder_config(cfg)  # a bad label fraction fails here, before anything long starts
+    if "planner_flam" in cfg.methods:
+        check_planner_search(cfg.planner, cfg.action_kind)
     if cfg.episodes < 1 or cfg.planner_episodes < 0:
         raise ValueError(
             f"--episodes {cfg.episodes} / --planner-episodes {cfg.planner_episodes}: evaluate at "

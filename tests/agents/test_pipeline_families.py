@@ -80,3 +80,12 @@ def test_every_family_runs_the_pipeline(shared: Path, kind: str, planner: tuple[
     model = json.loads((Path(results["model_runs"]["flam"]) / "model" / "config.json").read_text())
     assert model["action_kind"] == kind
     assert (path.parent / "controller_flam" / "model.safetensors").is_file()
+
+
+def test_a_code_search_with_continuous_latents_is_refused_before_any_work(tmp_path: Path) -> None:
+    out = run_script(
+        tmp_path, "--action-kind", "gaussian", "--planner-search", "controller", timeout=300
+    )
+    assert out.returncode != 0
+    assert "use --planner-search cem or auto" in out.stderr
+    assert not (tmp_path / "data").exists()  # nothing generated
