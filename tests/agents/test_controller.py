@@ -64,7 +64,7 @@ def test_controller_round_trip_recovers_the_real_actions(family: str) -> None:
         latent_of_action = torch.randn(ACTIONS, D_A, generator=torch.Generator().manual_seed(1))
         null = latent_of_action[0]
         target = "classify"
-    cfg = ControllerConfig(steps=400, d_model=32, blocks=2, fsq_target=target, seed=0)
+    cfg = ControllerConfig(steps=600, lr=2e-3, d_model=32, blocks=2, fsq_target=target, seed=0)
     controller = LatentController(cfg, 6, D_A, AGENTS, ACTIONS, factored=True, codebook=codebook)
     states, actions, latents, _ = synthetic(1024, latent_of_action, null, seed=0)
     fit_controller(controller, states, actions, latents, cfg, progress=False)

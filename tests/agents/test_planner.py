@@ -341,9 +341,9 @@ def test_cem_finds_the_optimum_of_a_toy_world_model(seed: int) -> None:
         agents=2,
         actions=5,
         horizon=5,
-        population=64,
+        population=128,
         elites=8,
-        iterations=4,
+        iterations=5,
         generator=torch.Generator().manual_seed(seed),
     )
     assert torch.allclose(walker_cost(best[:, None], target)[:, 0], optimum)
@@ -377,7 +377,7 @@ class _RightLeftController:
         return out
 
 
-@pytest.mark.parametrize(("horizon", "population"), [(2, 64), (3, 16)])
+@pytest.mark.parametrize(("horizon", "population"), [(2, 64), (3, 32)])
 def test_cem_planner_walks_the_agent_to_its_goal_in_a_known_world(
     horizon: int, population: int
 ) -> None:
