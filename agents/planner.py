@@ -540,9 +540,8 @@ class LatentPlanner:
             )
             encoded = None
             if need_codes:
-                encoded = self.model.encode_next(
-                    self.model.aggregator.generate(predicted), predicted
-                )
+                # Slots initialised from the current ones, as in training and model.rollout.
+                encoded = self.model.encode_next(self.model.aggregator.generate(predicted), cur)
             source = encoded if self.config.centroids == "encoded" else predicted
             assert source is not None
             centre = source[:, goal.slots, -2:]  # (b, e, 2)

@@ -419,3 +419,29 @@ def train_controller(
         train_seconds=time.perf_counter() - start,
     )
     return controller, report
+
+
+@torch.no_grad()
+def drive(
+    model: LatentActionModel,
+    controller: LatentController,
+    context: torch.Tensor,
+    actions: torch.Tensor,
+) -> torch.Tensor:
+    """Codes ``(b, s, n)`` of a rollout driven by real actions ``(b, s, a)`` from ``context``
+    codes ``(b, t0, n)``: at each step the controller turns the real actions into latent actions
+    from the current states, and the model predicts, decodes and re-encodes the next frame as
+    :meth:`LatentActionModel.rollout` does."""
+    if actions.ndim != 3 or actions.shape[0] != context.shape[0]:
+        raise ValueError(
+            f"real actions must be (b, steps, agents) with b = {context.shape[0]}, got "
+            f"{tuple(actions.shape)}"
+        )
+    state = model.encode_states(context).states[:, -1]
+    frames = []
+    for i in range(actions.shape[1]):
+        predicted = model.predict_next(state, controller.latent(state, actions[:, i]))
+        codes = model.aggregator.generate(predicted)
+        frames.append(codes)
+        state = model.encode_next(codes, state)
+    return torch.stack(frames, dim=1)

@@ -108,7 +108,7 @@ def test_train_controller_on_real_models_of_every_family(kind: str, family: str)
     """The mechanics with untrained tiny models: shapes, the report's ranges, save/load."""
     import numpy as np
 
-    from latentrl.controller import train_controller
+    from latentrl.controller import drive, train_controller
     from latentrl.data.codes import CodeCache
     from latentrl.decoder import DecoderConfig, decoder_inputs, train_decoder
     from tests.models.tiny import AGENTS as TINY_AGENTS
@@ -134,3 +134,6 @@ def test_train_controller_on_real_models_of_every_family(kind: str, family: str)
     )
     out = controller.latent(states[:, 0], torch.zeros(1, TINY_AGENTS, dtype=torch.long))
     assert out.shape == inferred[:, 0].shape  # one latent per slot (FLAM) or per scene (LAM)
+    context = torch.from_numpy(codes[:2].astype(np.int64))[None]
+    rolled = drive(model, controller, context, torch.zeros(1, 3, TINY_AGENTS, dtype=torch.long))
+    assert rolled.shape == (1, 3, TOKENS)
