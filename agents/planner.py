@@ -123,10 +123,10 @@ class PlannerConfig:
     )
     entity_slots: Literal["acting", "nearest"] = opt(
         "acting",
-        "cem: each goal entity is read from the nearest slot whose latent the controller changes "
-        "with some agent's action, one slot per entity (acting), or from the nearest slot of all "
-        "(nearest, as the controller search); diffuse slots put a background slot's centroid "
-        "nearer to an agent than the slot that holds it",
+        "cem: each goal entity's move is read from the slots the controller says its agent "
+        "drives, weighted by how much (acting), or from the slot whose centroid is nearest "
+        "(nearest, as the controller search); with diffuse slots a background slot's centroid "
+        "can sit nearer to an agent than the slot that holds it",
     )
     cem_population: int = opt(
         64,
@@ -235,7 +235,9 @@ class PlanGoal:
 
     ``image`` is the goal image ``(c, h, w)``; ``mass`` ``(1, p)`` the colour masses of the
     current frame (pixel score); ``null`` ``(1, k', d_a)`` the null plan, and ``entities`` and
-    ``slots`` ``(e,)`` (the slot of each entity) the slot score's targets.
+    ``slots`` ``(e,)`` (the slot of each entity) the slot score's targets; ``weights``
+    ``(e, k)``, if given, reads each entity's move as a weighted mean of the slots' moves instead
+    (the cem search's acting-slot rule).
     """
 
     image: torch.Tensor
@@ -243,6 +245,7 @@ class PlanGoal:
     mass: torch.Tensor | None = None
     entities: EntityGoal | None = None
     slots: torch.Tensor | None = None
+    weights: torch.Tensor | None = None
 
 
 class LatentPlanner:
@@ -544,8 +547,12 @@ class LatentPlanner:
                 encoded = self.model.encode_next(self.model.aggregator.generate(predicted), cur)
             source = encoded if self.config.centroids == "encoded" else predicted
             assert source is not None
-            centre = source[:, goal.slots, -2:]  # (b, e, 2)
-            move = centre[:-1] - centre[-1:]
+            centre = source[..., -2:]  # (b, k, 2)
+            shift = centre[:-1] - centre[-1:]  # against the all-held reference
+            if goal.weights is not None:
+                move = torch.einsum("ek,bkc->bec", goal.weights, shift)
+            else:
+                move = shift[:, goal.slots]  # (b, e, 2)
             where = goal.entities.now + move
             distance = distance + (where - goal.entities.target).norm(dim=-1).sum(-1)
             if step + 1 < h:
@@ -554,14 +561,20 @@ class LatentPlanner:
         return rearrange(distance / h, "(a p) -> a p", a=a)
 
     @torch.no_grad()
-    def acting_entity_slots(
-        self, state: torch.Tensor, goal: PlanGoal, held: torch.Tensor, share: float = 0.1
-    ) -> torch.Tensor:
-        """The slot ``(e,)`` each goal entity is read from: among the slots whose controller
-        latent moves by more than ``share`` of the largest move when one agent's real action
-        changes from its held one (the slots that hold agents), the nearest unused one, entities
-        taken in the order of their distance to their nearest acting slot. When fewer slots act
-        than there are entities, the remaining entities take their nearest slot of all."""
+    def acting_weights(
+        self, state: torch.Tensor, goal: PlanGoal, held: torch.Tensor
+    ) -> torch.Tensor | None:
+        """Weights ``(e, k)``: how each goal entity's move is read from the slots' moves, from
+        what the controller says about which slots each agent drives.
+
+        Agent ``j``'s response in slot ``k`` is the largest change of slot ``k``'s controller
+        latent when ``j``'s real action changes from its held one (the others held); its slots'
+        weights are these responses normalised to sum 1, and its position the weighted mean of
+        their centroids. Entities (found by colour) are matched one to one to the agents whose
+        position is nearest, nearest pairs first. A slot whose centroid sits on an agent but
+        which no agent drives (background) is never read. None when the controller moves no
+        slot at all (the nearest-slot rule is then used).
+        """
         assert self.controller is not None and goal.entities is not None
         a, v = len(held), self.model.config.agent_actions
         acts = repeat(held, "a -> b a", b=a * v + 1).clone()
@@ -570,19 +583,29 @@ class LatentPlanner:
             torch.arange(v), "v -> (a v)", a=a
         )
         latent = self.controller.latent(repeat(state, "1 k d -> b k d", b=a * v + 1), acts)
-        change = (latent[:-1] - latent[-1:]).norm(dim=-1).amax(dim=0)  # (k,)
-        acting = change > share * change.max().clamp_min(1e-12)
-        dist = torch.cdist(goal.entities.now, state[0, :, -2:])  # (e, k)
-        slots = dist.argmin(dim=1)
-        free = acting.clone()
-        masked = dist.masked_fill(~free, float("inf"))
-        for e in masked.min(dim=1).values.argsort().tolist():
-            if not free.any():
-                break
-            pick = int(dist[e].masked_fill(~free, float("inf")).argmin())
-            slots[e] = pick
-            free[pick] = False
-        return slots
+        change = (latent[:-1] - latent[-1:]).norm(dim=-1)  # (a * v, k)
+        response = rearrange(change, "(a v) k -> a v k", a=a).amax(dim=1)  # (a, k)
+        total = response.sum(dim=1, keepdim=True)
+        if not bool((total > 0).any()):
+            return None
+        weights = response / total.clamp_min(1e-12)  # (a, k); rows of undriven agents: 0
+        where = weights @ state[0, :, -2:]  # (a, 2)
+        dist = torch.cdist(goal.entities.now, where)  # (e, a)
+        dist[:, total[:, 0] <= 0] = float("inf")
+        out = torch.zeros(len(goal.entities), state.shape[1])
+        free = torch.ones(a, dtype=torch.bool)
+        order = torch.argsort(dist.flatten()).tolist()
+        done = torch.zeros(len(goal.entities), dtype=torch.bool)
+        assert goal.slots is not None
+        for flat in order:
+            e, j = divmod(flat, a)
+            if done[e] or not free[j] or not torch.isfinite(dist[e, j]):
+                continue
+            out[e], done[e], free[j] = weights[j], True, False
+        # Entities left without a driven agent are read from their nearest slot.
+        for e in torch.nonzero(~done).reshape(-1).tolist():
+            out[e, int(goal.slots[e])] = 1.0
+        return out
 
     @torch.no_grad()
     def cem_control(self, state: torch.Tensor, goal: PlanGoal, escape: bool = False) -> np.ndarray:
@@ -593,7 +616,9 @@ class LatentPlanner:
         held = self.held_actions(state, goal.null)
         cfg = self.config
         if cfg.entity_slots == "acting":
-            goal = dataclasses.replace(goal, slots=self.acting_entity_slots(state, goal, held))
+            weights = self.acting_weights(state, goal, held)
+            if weights is not None:
+                goal = dataclasses.replace(goal, weights=weights)
         best, first = cem_search(
             lambda seqs: self.sequence_scores(state, goal, held, seqs),
             agents=len(held),

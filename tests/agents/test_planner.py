@@ -425,9 +425,9 @@ def test_cem_search_needs_a_controller() -> None:
         )
 
 
-def test_cem_reads_each_entity_from_a_slot_the_controller_moves() -> None:
+def test_cem_reads_each_entity_from_the_slots_its_agent_drives() -> None:
     # Slot 0 sits on the agent but holds background; only slot 2, a diffuse slot whose centroid
-    # is 2 cells away, responds to the agents' actions: the entity must be read from slot 2.
+    # is 2 cells away, responds to the agents' actions: the entity's move is read from slot 2.
     from agents.entities import EntityGoal
 
     base = _tiny_planner()
@@ -453,8 +453,12 @@ def test_cem_reads_each_entity_from_a_slot_the_controller_moves() -> None:
         controller=OneSlot(),  # type: ignore[arg-type]
     )
     held = planner.held_actions(state, null)
-    assert planner.acting_entity_slots(state, goal, held).tolist() == [2]
-    # With no acting slot left for it, an entity falls back to its nearest slot of all.
+    weights = planner.acting_weights(state, goal, held)
+    assert weights is not None and weights.tolist() == [[0.0, 0.0, 1.0]]
+    # Two entities, one driven agent: the other entity is read from its nearest slot.
     two = EntityGoal(now=torch.tensor([[1.0, 1.0], [3.0, 3.0]]), target=torch.zeros(2, 2))
-    goal2 = dataclasses.replace(goal, entities=two)
-    assert planner.acting_entity_slots(state, goal2, held).tolist() in ([2, 1], [0, 2])
+    both = planner.acting_weights(
+        state, dataclasses.replace(goal, entities=two, slots=torch.tensor([0, 1])), held
+    )
+    assert both is not None
+    assert both.tolist() in ([[0.0, 0.0, 1.0], [0.0, 1.0, 0.0]], [[1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])
