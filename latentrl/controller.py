@@ -10,8 +10,9 @@ transitions as targets; no other label is used.
 Architecture. Each agent ``j`` doing ``u_j`` is one token (an agent embedding plus an action
 embedding). FLAM (one latent action per slot): each slot's unit, an MLP of its state, is the
 query of cross-attention blocks over the agent tokens, so a slot reads the action of the agent
-it holds (its colour and position say which) and a background slot learns the "nothing moves"
-latent; one head per unit gives that slot's latent action. Scene models (LAM, OC+LAM: one
+it holds (its colour and position say which) and a background slot, attending to an extra
+"nobody" token, learns the "nothing moves" latent; one head per unit gives that slot's latent
+action. Scene models (LAM, OC+LAM: one
 latent action): a learned query cross-attends over the units and the agent tokens.
 
 Output per family:
@@ -119,6 +120,8 @@ class LatentController(nn.Module):
         self.agent_emb = nn.Parameter(torch.randn(num_agents, d) * 0.02)
         self.action_emb = nn.Embedding(num_actions, d)
         self.query = nn.Parameter(torch.randn(1, d) * 0.02)
+        # A token that is no agent: a slot holding background attends to it.
+        self.nobody = nn.Parameter(torch.randn(1, d) * 0.02)
         self.blocks = nn.ModuleList(CrossBlock(d, config.heads) for _ in range(config.blocks))
         out = len(codebook) if self.classify and codebook is not None else action_dim
         self.head = nn.Sequential(nn.LayerNorm(d), nn.Linear(d, out))
@@ -143,7 +146,8 @@ class LatentController(nn.Module):
         units = self.unit((states - self.in_mean) / self.in_std)
         agents = self.agent_emb + self.action_emb(actions)  # (b, a, d)
         if self.factored:
-            x, context = units, agents
+            nobody = repeat(self.nobody, "1 d -> b 1 d", b=units.shape[0])
+            x, context = units, torch.cat([nobody, agents], dim=1)
         else:
             x = repeat(self.query, "1 d -> b 1 d", b=units.shape[0])
             context = torch.cat([units, agents], dim=1)
