@@ -32,8 +32,11 @@ PLOT_LABELS = {
 }
 
 
-def cell_key(agents: int, seed: int) -> str:
-    return f"agents={agents},seed={seed}"
+def cell_key(agents: int, seed: int, action_kind: str = "fsq") -> str:
+    """A cell's name in ``state.json``; continuous latent-action families get their own cells
+    (FSQ cells keep the name they had before the family was a flag)."""
+    key = f"agents={agents},seed={seed}"
+    return key if action_kind == "fsq" else f"{key},action_kind={action_kind}"
 
 
 def run_benchmark(
@@ -51,7 +54,7 @@ def run_benchmark(
     state: dict[str, Any] = json.loads(state_path.read_text()) if state_path.is_file() else {}
     for n in agents:
         for seed in seeds:
-            key = cell_key(n, seed)
+            key = cell_key(n, seed, base.action_kind)
             if key in state:
                 print(f"{key}: done before ({state[key]['out']}), reused")
                 continue
@@ -67,9 +70,10 @@ def run_benchmark(
                 },
             }
             write_json(state_path, state)
-    cells = {cell_key(n, s): state[cell_key(n, s)] for n in agents for s in seeds}
+    kind = base.action_kind
+    cells = {cell_key(n, s): state[cell_key(n, s, kind)] for n in agents for s in seeds}
     summary = aggregate(cells, agents, seeds)
-    summary.update(hardware=hardware(), config=dataclasses.asdict(base))
+    summary.update(hardware=hardware(), config=dataclasses.asdict(base), action_kind=kind)
     write_json(out / "results.json", summary)
     table = benchmark_table(summary)
     tmp = out / f".table.md.tmp{os.getpid()}"
@@ -154,7 +158,11 @@ def plot_success(summary: dict[str, Any], path: Path) -> None:
     ax.set_xlabel("agents")
     ax.set_ylabel("success rate (every agent on its goal)")
     ax.set_ylim(-0.03, 1.03)
-    ax.set_title(f"MultiGrid Goal: policy from video ({summary['hardware']})", fontsize=9)
+    kind = summary.get("action_kind", "fsq")
+    ax.set_title(
+        f"MultiGrid Goal: policy from video, {kind} latent actions ({summary['hardware']})",
+        fontsize=9,
+    )
     ax.legend(fontsize=7)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -6,8 +6,10 @@ Stages (each reused when a finished result with the same settings exists):
    for the small labelled subset and for evaluation); expert video: the scripted expert's
    episodes, whose actions are hidden from every method but ``bc_true_actions``.
 2. Tokenizer, then FLAM and LAM trained on the random-play video (two processes at once).
-3. Per latent model: the decoder f on ``label_fraction`` of the random-play transitions, the
-   expert video labelled with f's decoded actions, behaviour cloning on them; FLAM also plans.
+3. Per latent model: the decoder f and the controller g (real actions -> latent actions,
+   :mod:`latentrl.controller`) on ``label_fraction`` of the random-play transitions, the
+   expert video labelled with f's decoded actions, behaviour cloning on them; FLAM also plans
+   (through g). ``action_kind`` picks the latent-action family of both models.
 4. Every agent evaluated in the Gymnasium env on the same seeded episodes.
 
 Figures go to ``results.json`` (shape in :func:`run_pipeline`) and ``table.md``.
@@ -34,6 +36,7 @@ from agents.evaluate import evaluate
 from agents.goal import GoalFrame
 from agents.planner import LatentDecoder, LatentPlanner, PlannerConfig, usable_codes
 from latentrl.config import from_dict, opt
+from latentrl.controller import ControllerConfig, LatentController, train_controller
 from latentrl.data.cache import FrameCache
 from latentrl.data.codes import CodeCache, encode_cache
 from latentrl.data.recipes import DatasetSpec, ensure_datasets
@@ -64,6 +67,12 @@ class PipelineConfig:
         "tiny", "tiny: CPU minutes (8x8 room, 32 px); paper: GPU scale (32x32 room, 128 px)"
     )
     agents: int = opt(4, "agents in the Goal task")
+    action_kind: Literal["fsq", "gaussian", "sparse"] = opt(
+        "fsq",
+        "latent-action family of FLAM and LAM: fsq codes, gaussian (beta-KL, prior N(0, 1)) or "
+        "sparse (L1 + variance/covariance, empirical prior); the decoder, controller, labelling, "
+        "cloning and planner follow it",
+    )
     wm_episodes: int = opt(0, "random-play episodes for the world model (0: the preset's)")
     expert_episodes: int = opt(1000, "expert episodes in the video that is cloned")
     label_fraction: float = opt(0.02, "fraction of random-play transitions with known actions")
@@ -87,6 +96,7 @@ class PipelineConfig:
         "expert episodes, 0.99 at 3000 on 2000)",
     )
     decoder_steps: int = opt(0, "decoder training steps (0: the decoder config's default)")
+    controller_steps: int = opt(0, "controller training steps (0: the controller config's default)")
     flam_run: str = opt("", "use this trained FLAM run folder instead of training/reusing one")
     lam_run: str = opt("", "use this trained LAM run folder instead of training/reusing one")
     flam_candidates: int = opt(
@@ -113,7 +123,7 @@ def pipeline_preset(cfg: PipelineConfig) -> Preset:
         episodes=cfg.wm_episodes or base.data.episodes,
         seed=0,
     )
-    model = base.model
+    model = dataclasses.replace(base.model, action_kind=cfg.action_kind)
     if cfg.agents + 4 > model.num_slots and cfg.preset == "tiny":
         # Goal cells are objects too: leave slots for every agent, its goal and the background.
         model = dataclasses.replace(model, num_slots=2 * cfg.agents + 4)
@@ -161,6 +171,13 @@ def decoder_config(cfg: PipelineConfig) -> DecoderConfig:
         label_count=cfg.label_count,
         seed=cfg.seed,
         **({"steps": cfg.decoder_steps} if cfg.decoder_steps else {}),
+    )
+
+
+def controller_config(cfg: PipelineConfig) -> ControllerConfig:
+    """The controller settings of both latent models (trained on the decoder's labelled subset)."""
+    return ControllerConfig(
+        seed=cfg.seed, **({"steps": cfg.controller_steps} if cfg.controller_steps else {})
     )
 
 
@@ -221,8 +238,9 @@ def validation_loss(run: Path) -> float:
     return float(losses[-1]) if losses else float("inf")
 
 
-def check_model_run(run: Path, data: DatasetSpec) -> Path:
-    """``run`` if it is a finished latent action model run on frames of ``data``'s env."""
+def check_model_run(run: Path, data: DatasetSpec, action_kind: str | None = None) -> Path:
+    """``run`` if it is a finished latent action model run on frames of ``data``'s env (with
+    ``action_kind`` latent actions, if given)."""
     if not (run / "model" / "config.json").is_file() or not (run / "config.json").is_file():
         raise FileNotFoundError(
             f"{run} is not a finished latent action model run (no model/config.json): train "
@@ -243,6 +261,13 @@ def check_model_run(run: Path, data: DatasetSpec) -> Path:
             f"{run} was trained on video of {trained.agents} agents but the task has "
             f"{data.agents}: pass --agents {trained.agents} or train a model on this agent count"
         )
+    if action_kind is not None:
+        kind = read_json(run / "model" / "config.json").get("action_kind", "fsq")
+        if kind != action_kind:
+            raise ValueError(
+                f"{run} has {kind} latent actions but --action-kind is {action_kind}: pass "
+                f"--action-kind {kind} (or a run trained with {action_kind} latent actions)"
+            )
     return run
 
 
@@ -256,6 +281,18 @@ def check_planner_run(run: Path, planner: PlannerConfig) -> None:
         )
 
 
+def check_planner_search(planner: PlannerConfig, action_kind: str) -> None:
+    """Refuse a planner search the latent-action family cannot run, before anything long starts
+    (the planner is built last, after decoding and cloning)."""
+    if action_kind != "fsq" and planner.search not in ("auto", "cem"):
+        raise ValueError(
+            f"--planner-search {planner.search} swaps FSQ codes, but --action-kind "
+            f"{action_kind} gives continuous latent actions: use --planner-search cem or auto"
+        )
+    if planner.search == "cem" and planner.score != "slots":
+        raise ValueError("--planner-search cem scores in slot space: use --planner-score slots")
+
+
 # -- stage functions (top level: they run in worker processes) ----------------------------------
 def _train_model(
     kind: str, preset: Preset, tokenizer_run: Path, runs: Path, seed: int | None = None
@@ -266,7 +303,8 @@ def _train_model(
     model_cfg = dataclasses.replace(preset.model, model=kind.split("_")[0])  # type: ignore[arg-type]
     if kind == "lam_capacity":
         levels = tuple(preset.model.action_levels) * preset.data.agents
-        model_cfg = dataclasses.replace(model_cfg, action_levels=levels)
+        dim = preset.model.action_dim * preset.data.agents  # the continuous families' capacity
+        model_cfg = dataclasses.replace(model_cfg, action_levels=levels, action_dim=dim)
     train_cfg = preset.train_for(model_cfg.model)
     tok = load_tokenizer(tokenizer_run)
     data = from_dict(DatasetSpec, read_json(tokenizer_run / "data.json"))
@@ -305,6 +343,18 @@ def _latent_branch(
     val_codes = CodeCache.load(tokenizer_run / "codes" / "val.safetensors")
     decoder, report = train_decoder(model, train_codes, decoder_config(cfg), eval_cache=val_codes)
     decoder.save(out / f"decoder_{kind}")
+    # The controller (real actions -> latent actions) on the decoder's labelled subset: the
+    # planner drives the world model through it.
+    controller, control_report = train_controller(
+        model,
+        decoder,
+        train_codes,
+        decoder_config(cfg),
+        controller_config(cfg),
+        eval_cache=val_codes,
+        progress=False,
+    )
+    controller.save(out / f"controller_{kind}")
     expert = FrameCache.load(expert_ids["train"], root)
     expert_codes = encode_cache(tok, expert, progress=False)
     labels = label_cache(model, decoder, expert_codes)
@@ -326,6 +376,8 @@ def _latent_branch(
             "decoder_accuracy": report.accuracy,
             "decoder_joint_accuracy": report.joint_accuracy,
             "decoder": report.as_dict(),
+            "controller_accuracy": control_report.decoded_accuracy,
+            "controller": control_report.as_dict(),
             "expert_label_accuracy": label_acc,
             "expert_label_joint_accuracy": label_joint,
             "bc": agent.stats,
@@ -334,9 +386,21 @@ def _latent_branch(
     if kind == "flam" and "planner_flam" in cfg.methods:
         episodes = cfg.planner_episodes or cfg.episodes
         figures = evaluate_planner(
-            model, tok, decoder, train_codes, data, cfg.planner, episodes, seed=cfg.seed
+            model,
+            tok,
+            decoder,
+            train_codes,
+            data,
+            cfg.planner,
+            episodes,
+            seed=cfg.seed,
+            controller=controller,
         )
-        results["planner_flam"] = {**figures, "decoder_accuracy": report.accuracy}
+        results["planner_flam"] = {
+            **figures,
+            "decoder_accuracy": report.accuracy,
+            "controller_accuracy": control_report.decoded_accuracy,
+        }
     results["_seconds"] = time.perf_counter() - start
     return results
 
@@ -350,17 +414,23 @@ def evaluate_planner(
     config: PlannerConfig,
     episodes: int,
     seed: int = 0,
+    controller: LatentController | None = None,
 ) -> dict[str, Any]:
-    """The planner with ``model`` and ``decoder`` in the Goal env of ``data``, on the same
-    seeded episodes as every other agent; searches the codes the model uses on its own video."""
-    sample = probe_batch(train_codes, 4, 256, seed).codes
+    """The planner with ``model``, ``decoder`` and ``controller`` in the Goal env of ``data``,
+    on the same seeded episodes as every other agent; FSQ code searches try the codes the model
+    uses on its own video."""
+    usable = None
+    if model.config.bottleneck.num_codes is not None:
+        sample = probe_batch(train_codes, 4, 256, seed).codes
+        usable = usable_codes(model, sample, config.min_code_share)
     planner = LatentPlanner(
         model,
         tok,
         decoder,
         config,
         cell_px=data.tile_size,
-        usable_codes=usable_codes(model, sample, config.min_code_share),
+        usable_codes=usable,
+        controller=controller,
     )
 
     def goal_env() -> gym.Env[Any, Any]:
@@ -368,9 +438,11 @@ def evaluate_planner(
 
     start = time.perf_counter()
     figures = evaluate(planner, goal_env, episodes, EVAL_SEED)
+    seconds = time.perf_counter() - start
     return {
         **figures,
-        "seconds": time.perf_counter() - start,
+        "seconds": seconds,
+        "seconds_per_step": seconds / max(figures["mean_length"] * episodes, 1.0),
         "planner": dataclasses.asdict(planner.config),
     }
 
@@ -442,12 +514,17 @@ def _run_pipeline(
     ``wall_seconds``, ``hardware`` and ``methods``: for each method ``success_rate`` (episodes in
     which every agent reached its goal), ``mean_return`` and, for the latent methods,
     ``decoder_accuracy`` (held-out random-play transitions) and ``expert_label_accuracy`` (the
-    decoded labels of the expert video against its hidden true actions).
+    decoded labels of the expert video against its hidden true actions), and
+    ``controller_accuracy`` (the decoder reads the controller's latent for real actions u as u,
+    held-out random play) with the full :class:`latentrl.controller.ControllerReport` under
+    ``controller``.
     """
     unknown = set(cfg.methods) - set(METHOD_ORDER)
     if unknown:
         raise ValueError(f"unknown methods {sorted(unknown)}; choose from {list(METHOD_ORDER)}")
     decoder_config(cfg)  # a bad label fraction fails here, before anything long starts
+    if "planner_flam" in cfg.methods:
+        check_planner_search(cfg.planner, cfg.action_kind)
     if cfg.episodes < 1 or cfg.planner_episodes < 0:
         raise ValueError(
             f"--episodes {cfg.episodes} / --planner-episodes {cfg.planner_episodes}: evaluate at "
@@ -465,7 +542,7 @@ def _run_pipeline(
         kinds.remove("lam_capacity")
     given = {"flam": cfg.flam_run, "lam": cfg.lam_run, "lam_capacity": ""}
     # Given runs are checked before anything long starts.
-    checked = {k: check_model_run(Path(given[k]), data) for k in kinds if given[k]}
+    checked = {k: check_model_run(Path(given[k]), data, cfg.action_kind) for k in kinds if given[k]}
     if "flam" in checked and "planner_flam" in cfg.methods:
         check_planner_run(checked["flam"], cfg.planner)
     out = runs / "bc_from_video" / f"{env_id(data)}__{cfg.seed}__{time.strftime('%Y%m%d-%H%M%S')}"
@@ -571,18 +648,23 @@ def _run_pipeline(
 def results_table(summary: dict[str, Any]) -> str:
     """The results as a markdown table (one row per method)."""
     lines = [
-        f"{summary['env_id']}, {summary['num_agents']} agents, {summary['episodes']} episodes, "
+        f"{summary['env_id']}, {summary['num_agents']} agents, "
+        f"{summary['config'].get('action_kind', 'fsq')} latent actions, "
+        f"{summary['episodes']} episodes, "
         f"labels: {summary['label_fraction']:.0%} of transitions, {summary['hardware']}, "
         f"{summary['wall_seconds'] / 60:.1f} min",
         "",
-        "| method | success rate | mean return | decoder accuracy | expert-label accuracy |",
-        "|---|---|---|---|---|",
+        "| method | success rate | mean return | decoder accuracy | controller accuracy | "
+        "expert-label accuracy |",
+        "|---|---|---|---|---|---|",
     ]
     for name, m in summary["methods"].items():
         dec = m.get("decoder_accuracy")
         lab = m.get("expert_label_accuracy")
+        ctl = m.get("controller_accuracy")
         lines.append(
             f"| {name} | {m['success_rate']:.2f} | {m['mean_return']:.3f} | "
-            f"{'-' if dec is None else f'{dec:.3f}'} | {'-' if lab is None else f'{lab:.3f}'} |"
+            f"{'-' if dec is None else f'{dec:.3f}'} | {'-' if ctl is None else f'{ctl:.3f}'} | "
+            f"{'-' if lab is None else f'{lab:.3f}'} |"
         )
     return "\n".join(lines)

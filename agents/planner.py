@@ -15,6 +15,17 @@ best-scoring real action. This uses the factorization twice: a candidate changes
 slots with the others held, and agents are chosen independently (they interact only when they
 collide). What is executed is exactly what was scored.
 
+``search="cem"`` (every latent-action family; ``search="auto"`` picks it for continuous latents
+and ``controller`` for FSQ codes): the world model is driven with *real* actions through the
+learned controller (:mod:`latentrl.controller`). For each agent, sequences of ``horizon`` real
+actions, every other agent held at the decoder's reading of the null plan, are rolled through
+the controller and the forward dynamics (:meth:`LatentPlanner.sequence_scores`); the
+cross-entropy method (:func:`cem_search`) refits a per-step action distribution to the best
+sequences, or scores every sequence when there are few; each agent executes the first action of
+its best one. The slot score is averaged over the steps, each displacement measured against the
+rollout in which every agent is held, which cancels a model's nonzero "stand still" move for
+discrete and continuous latents alike.
+
 ``search="per-slot"``: coordinate descent over latent codes. Each of the C codes is tried for
 each slot with the others held, all ``K * C`` candidates in one batch, and every slot whose best
 code improves on the current plan takes it (``sweeps`` rounds); the combined plan is decoded into
@@ -48,6 +59,8 @@ Shapes: frames uint8 ``(H, W, 3)``; codes ``(b, n)``; states ``(b, k, d_s)``; la
 from __future__ import annotations
 
 import dataclasses
+import itertools
+from collections.abc import Callable
 from typing import Any, Literal, Protocol
 
 import numpy as np
@@ -57,6 +70,7 @@ from einops import rearrange, repeat
 
 from agents.entities import EntityGoal, entity_goal
 from latentrl.config import opt
+from latentrl.controller import LatentController
 from latentrl.models.base import LatentActionModel
 from latentrl.tokenizer import Tokenizer
 from latentrl.types import frames_to_float
@@ -72,12 +86,14 @@ class LatentDecoder(Protocol):
 class PlannerConfig:
     """How the planner searches and scores."""
 
-    search: Literal["per-slot", "controller", "joint"] = opt(
-        "controller",
-        "controller: per agent, each real action through the one-entity latent change the "
-        "decoder reads as it, the best-scoring executed; per-slot: coordinate descent over every "
-        "slot's codes, decoded afterwards (factored models); joint: all codes of one scene "
-        "action (scene models)",
+    search: Literal["auto", "per-slot", "controller", "joint", "cem"] = opt(
+        "auto",
+        "auto: controller for FSQ latent actions, cem for continuous ones; controller: per "
+        "agent, each real action through the one-entity code change the decoder reads as it "
+        "(FSQ, one step); cem: per agent, real-action sequences of --planner-horizon steps "
+        "driven through the learned controller (every family), searched by the cross-entropy "
+        "method; per-slot: coordinate descent over every slot's codes, decoded afterwards; "
+        "joint: all codes of one scene action (scene models)",
     )
     score: Literal["slots", "pixels"] = opt(
         "slots",
@@ -88,7 +104,40 @@ class PlannerConfig:
     sweeps: int = opt(
         2, "sweeps over the slots per step (each scores every slot's codes in one batch)"
     )
-    horizon: int = opt(1, "steps each candidate latent action is repeated when scored")
+    horizon: int = opt(
+        1,
+        "cem: length of each searched real-action sequence; other searches: steps each "
+        "candidate latent action is repeated when scored",
+    )
+    rollout: Literal["reencode", "latent"] = opt(
+        "reencode",
+        "multi-step rollouts: predicted slots decoded to codes and re-encoded (the path the "
+        "model is trained on with pred_steps 1), or fed back as they are (trained with "
+        "pred_steps > 1)",
+    )
+    centroids: Literal["predicted", "encoded"] = opt(
+        "predicted",
+        "cem's slot score reads each slot's predicted centroid (the FDM's move head), or the "
+        "centroid of its attention when the predicted frame is re-encoded (for a model whose "
+        "move head is flat, e.g. the 2-agent FLAM of the benchmark)",
+    )
+    entity_slots: Literal["acting", "nearest"] = opt(
+        "acting",
+        "cem: each goal entity's move is read from the slots the controller says its agent "
+        "drives, weighted by how much (acting), or from the slot whose centroid is nearest "
+        "(nearest, as the controller search); with diffuse slots a background slot's centroid "
+        "can sit nearer to an agent than the slot that holds it",
+    )
+    cem_population: int = opt(
+        64,
+        "cem: sequences scored per agent and iteration; when actions^horizon is at most this, "
+        "every sequence is scored once instead (exhaustive, exact)",
+    )
+    cem_elites: int = opt(8, "cem: best sequences the sampling distribution is refitted to")
+    cem_iterations: int = opt(3, "cem: refits of the per-step action distribution")
+    cem_smoothing: float = opt(
+        0.7, "cem: weight of the elites' action frequencies in each refit (1: no memory)"
+    )
     blur_cells: float = opt(1.0, "Gaussian blur width (in cells) of the goal distance's pixel term")
     conserve: float = opt(
         2.0,
@@ -186,7 +235,9 @@ class PlanGoal:
 
     ``image`` is the goal image ``(c, h, w)``; ``mass`` ``(1, p)`` the colour masses of the
     current frame (pixel score); ``null`` ``(1, k', d_a)`` the null plan, and ``entities`` and
-    ``slots`` ``(e,)`` (the slot of each entity) the slot score's targets.
+    ``slots`` ``(e,)`` (the slot of each entity) the slot score's targets; ``weights``
+    ``(e, k)``, if given, reads each entity's move as a weighted mean of the slots' moves instead
+    (the cem search's acting-slot rule).
     """
 
     image: torch.Tensor
@@ -194,6 +245,7 @@ class PlanGoal:
     mass: torch.Tensor | None = None
     entities: EntityGoal | None = None
     slots: torch.Tensor | None = None
+    weights: torch.Tensor | None = None
 
 
 class LatentPlanner:
@@ -211,13 +263,38 @@ class LatentPlanner:
         config: PlannerConfig,
         cell_px: int,
         usable_codes: torch.Tensor | None = None,
+        controller: LatentController | None = None,
     ) -> None:
-        if model.config.bottleneck.num_codes is None:
+        discrete = model.config.bottleneck.num_codes is not None
+        if config.search == "auto":
+            config = dataclasses.replace(config, search="controller" if discrete else "cem")
+        if config.search != "cem" and not discrete:
             raise ValueError(
-                "the planner searches discrete latent actions: train the model with "
-                "--action-kind fsq"
+                f"--planner-search {config.search} swaps FSQ codes, but this model's latent "
+                f"actions are continuous ({model.config.action_kind}): use --planner-search cem "
+                "(real actions through the learned controller) or auto"
             )
-        if config.search != "joint" and not model.config.factored:
+        if config.search == "cem":
+            if controller is None:
+                raise ValueError(
+                    "--planner-search cem drives the world model with real actions through a "
+                    "learned controller: pass one (latentrl.controller.train_controller)"
+                )
+            if config.score != "slots":
+                raise ValueError(
+                    "--planner-search cem scores in slot space: use --planner-score slots"
+                )
+            if config.horizon < 1 or config.cem_population < 1 or config.cem_iterations < 1:
+                raise ValueError(
+                    f"cem needs horizon, population and iterations >= 1, got {config.horizon}, "
+                    f"{config.cem_population}, {config.cem_iterations}"
+                )
+            if not 1 <= config.cem_elites <= config.cem_population:
+                raise ValueError(
+                    f"--planner-cem-elites {config.cem_elites} must lie in 1..population "
+                    f"({config.cem_population})"
+                )
+        elif config.search != "joint" and not model.config.factored:
             config = dataclasses.replace(config, search="joint")
         if config.score == "slots" and not model.config.positional:
             raise ValueError(
@@ -228,11 +305,13 @@ class LatentPlanner:
         self.tokenizer = tokenizer.eval()
         self.decoder = decoder
         self.config = config
+        self.controller = controller
         self.sigma_px = config.blur_cells * cell_px
-        bottleneck = model.idm.bottleneck
-        codes = torch.arange(model.config.bottleneck.num_codes)
-        self.code_indices = codes if usable_codes is None else usable_codes
-        self.codebook = bottleneck.codes_from_indices(self.code_indices)
+        if discrete:
+            bottleneck = model.idm.bottleneck
+            codes = torch.arange(model.config.bottleneck.num_codes or 1)
+            self.code_indices = codes if usable_codes is None else usable_codes
+            self.codebook = bottleneck.codes_from_indices(self.code_indices)
         self.cell_px = cell_px
         self._state: torch.Tensor | None = None
         self._seen: set[bytes] = set()
@@ -427,6 +506,136 @@ class LatentPlanner:
         return scores.argmin(dim=-1).cpu().numpy()
 
     @torch.no_grad()
+    def held_actions(self, state: torch.Tensor, null: torch.Tensor) -> torch.Tensor:
+        """Real actions ``(a,)`` every agent is held at while another is searched: what the
+        decoder reads in the null plan (the model's "nothing moves")."""
+        return self.decoder(state, null).argmax(-1)[0]
+
+    @torch.no_grad()
+    def sequence_scores(
+        self, state: torch.Tensor, goal: PlanGoal, held: torch.Tensor, seqs: torch.Tensor
+    ) -> torch.Tensor:
+        """Slot-space scores ``(a, p)`` of real-action sequences ``(a, p, H)``: row ``j`` moves
+        agent ``j`` along each sequence while every other agent keeps its ``held`` action
+        ``(a,)``, each step's latent actions from the learned controller.
+
+        Score: the mean over the ``H`` steps of the sum over entities of the distance from (where
+        the entity stands + its slot's centroid displacement) to its goal, the displacement
+        measured against the rollout in which every agent keeps its held action. That reference
+        cancels the centroid move the model predicts for standing still (not zero in general:
+        0.63 cells on one 1-agent FLAM), so holding still never looks like progress, for
+        discrete and continuous latents alike.
+        """
+        assert self.controller is not None and goal.entities is not None
+        assert goal.slots is not None
+        a, p, h = seqs.shape
+        acts = repeat(held, "a -> b h a", b=a * p + 1, h=h).clone()
+        rows = torch.arange(a * p)
+        agent = repeat(torch.arange(a), "a -> (a p)", p=p)
+        acts[rows, :, agent] = rearrange(seqs, "a p h -> (a p) h")  # last row: the reference
+        cur = repeat(state, "1 k d -> b k d", b=a * p + 1)
+        distance = torch.zeros(a * p, device=state.device)
+        for step in range(h):
+            latent = self.controller.latent(cur, acts[:, step])
+            predicted = self.model.predict_next(cur, latent)
+            need_codes = self.config.centroids == "encoded" or (
+                self.config.rollout == "reencode" and step + 1 < h
+            )
+            encoded = None
+            if need_codes:
+                # Slots initialised from the current ones, as in training and model.rollout.
+                encoded = self.model.encode_next(self.model.aggregator.generate(predicted), cur)
+            source = encoded if self.config.centroids == "encoded" else predicted
+            assert source is not None
+            centre = source[..., -2:]  # (b, k, 2)
+            shift = centre[:-1] - centre[-1:]  # against the all-held reference
+            if goal.weights is not None:
+                move = torch.einsum("ek,bkc->bec", goal.weights, shift)
+            else:
+                move = shift[:, goal.slots]  # (b, e, 2)
+            where = goal.entities.now + move
+            distance = distance + (where - goal.entities.target).norm(dim=-1).sum(-1)
+            if step + 1 < h:
+                cur = encoded if self.config.rollout == "reencode" else predicted
+                assert cur is not None
+        return rearrange(distance / h, "(a p) -> a p", a=a)
+
+    @torch.no_grad()
+    def acting_weights(
+        self, state: torch.Tensor, goal: PlanGoal, held: torch.Tensor
+    ) -> torch.Tensor | None:
+        """Weights ``(e, k)``: how each goal entity's move is read from the slots' moves, from
+        what the controller says about which slots each agent drives.
+
+        Agent ``j``'s response in slot ``k`` is the largest change of slot ``k``'s controller
+        latent when ``j``'s real action changes from its held one (the others held); its slots'
+        weights are these responses normalised to sum 1, and its position the weighted mean of
+        their centroids. Entities (found by colour) are matched one to one to the agents whose
+        position is nearest, nearest pairs first. A slot whose centroid sits on an agent but
+        which no agent drives (background) is never read. None when the controller moves no
+        slot at all (the nearest-slot rule is then used).
+        """
+        assert self.controller is not None and goal.entities is not None
+        a, v = len(held), self.model.config.agent_actions
+        acts = repeat(held, "a -> b a", b=a * v + 1).clone()
+        rows = torch.arange(a * v)
+        acts[rows, repeat(torch.arange(a), "a -> (a v)", v=v)] = repeat(
+            torch.arange(v), "v -> (a v)", a=a
+        )
+        latent = self.controller.latent(repeat(state, "1 k d -> b k d", b=a * v + 1), acts)
+        change = (latent[:-1] - latent[-1:]).norm(dim=-1)  # (a * v, k)
+        response = rearrange(change, "(a v) k -> a v k", a=a).amax(dim=1)  # (a, k)
+        total = response.sum(dim=1, keepdim=True)
+        if not bool((total > 0).any()):
+            return None
+        weights = response / total.clamp_min(1e-12)  # (a, k); rows of undriven agents: 0
+        where = weights @ state[0, :, -2:]  # (a, 2)
+        dist = torch.cdist(goal.entities.now, where)  # (e, a)
+        dist[:, total[:, 0] <= 0] = float("inf")
+        out = torch.zeros(len(goal.entities), state.shape[1])
+        free = torch.ones(a, dtype=torch.bool)
+        order = torch.argsort(dist.flatten()).tolist()
+        done = torch.zeros(len(goal.entities), dtype=torch.bool)
+        assert goal.slots is not None
+        for flat in order:
+            e, j = divmod(flat, a)
+            if done[e] or not free[j] or not torch.isfinite(dist[e, j]):
+                continue
+            out[e], done[e], free[j] = weights[j], True, False
+        # Entities left without a driven agent are read from their nearest slot.
+        for e in torch.nonzero(~done).reshape(-1).tolist():
+            out[e, int(goal.slots[e])] = 1.0
+        return out
+
+    @torch.no_grad()
+    def cem_control(self, state: torch.Tensor, goal: PlanGoal, escape: bool = False) -> np.ndarray:
+        """Real actions ``(a,)``: per agent, the first action of the best real-action sequence
+        found by :func:`cem_search` (others held; see :meth:`sequence_scores`). With ``escape``
+        each agent draws its first action from ``softmax(-score / escape_temperature)`` over
+        the best score found for each first action."""
+        held = self.held_actions(state, goal.null)
+        cfg = self.config
+        if cfg.entity_slots == "acting":
+            weights = self.acting_weights(state, goal, held)
+            if weights is not None:
+                goal = dataclasses.replace(goal, weights=weights)
+        best, first = cem_search(
+            lambda seqs: self.sequence_scores(state, goal, held, seqs),
+            agents=len(held),
+            actions=self.model.config.agent_actions,
+            horizon=cfg.horizon,
+            population=cfg.cem_population,
+            elites=cfg.cem_elites,
+            iterations=cfg.cem_iterations,
+            smoothing=cfg.cem_smoothing,
+            generator=self._gen,
+        )
+        if escape and cfg.escape_temperature > 0:
+            probs = (-first / cfg.escape_temperature).softmax(-1)
+            return torch.multinomial(probs, 1, generator=self._gen)[:, 0].numpy()
+        return best[:, 0].cpu().numpy()
+
+    @torch.no_grad()
     def act(self, obs: np.ndarray, info: dict[str, Any]) -> np.ndarray:
         """Per-agent real actions ``(a,)`` for the current frame."""
         if "goal_frame" not in info:
@@ -438,6 +647,11 @@ class LatentPlanner:
         null = self._null_actions(state)
         goal = self.goal_of(obs, state, null, info["goal_frame"])
         self._state = state
+        if self.config.search == "cem":
+            key = obs.tobytes()
+            escape = key in self._seen
+            self._seen.add(key)
+            return self.cem_control(state, goal, escape=escape)
         if self.config.search == "controller":
             # Greedy search in an imperfect model can cycle (two frames, each scoring the move
             # to the other best); the env is deterministic, so a frame seen before in this
@@ -465,3 +679,57 @@ def usable_codes(
     share = counts.float() / counts.sum()
     keep = torch.nonzero(share >= min_share).reshape(-1)
     return keep if len(keep) else torch.arange(len(counts))
+
+
+def cem_search(
+    score: Callable[[torch.Tensor], torch.Tensor],
+    agents: int,
+    actions: int,
+    horizon: int,
+    population: int = 64,
+    elites: int = 8,
+    iterations: int = 3,
+    smoothing: float = 0.7,
+    generator: torch.Generator | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The cross-entropy method over discrete action sequences, one search per agent at once.
+
+    ``score`` maps sequences int ``(agents, p, horizon)`` to costs ``(agents, p)`` (lower is
+    better). When ``actions ** horizon <= population`` every sequence is scored once (exact);
+    otherwise each of ``iterations`` rounds samples ``population`` sequences per agent from a
+    per-step categorical distribution (uniform at first) and refits it toward the action
+    frequencies of the ``elites`` cheapest (weight ``smoothing``).
+
+    Returns the cheapest sequence found per agent ``(agents, horizon)`` and, per agent and first
+    action, the cheapest cost found with it ``(agents, actions)`` (inf where never tried).
+    """
+    if actions**horizon <= population:
+        every = torch.tensor(list(itertools.product(range(actions), repeat=horizon)))
+        seqs = repeat(every, "p h -> a p h", a=agents)
+        costs = score(seqs)
+        return _cem_result(seqs, costs, actions)
+    probs = torch.full((agents, horizon, actions), 1.0 / actions)
+    found_seqs, found_costs = [], []
+    for _ in range(iterations):
+        flat = rearrange(probs, "a h v -> (a h) v")
+        draws = torch.multinomial(flat, population, replacement=True, generator=generator)
+        seqs = rearrange(draws, "(a h) p -> a p h", a=agents)
+        costs = score(seqs)
+        found_seqs.append(seqs)
+        found_costs.append(costs)
+        top = costs.topk(elites, dim=1, largest=False).indices  # (a, e)
+        best = torch.gather(seqs, 1, repeat(top, "a e -> a e h", h=horizon))
+        freq = F.one_hot(best, actions).float().mean(dim=1)  # (a, h, v)
+        probs = (1 - smoothing) * probs + smoothing * freq
+    return _cem_result(torch.cat(found_seqs, 1), torch.cat(found_costs, 1), actions)
+
+
+def _cem_result(
+    seqs: torch.Tensor, costs: torch.Tensor, actions: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Cheapest sequence per agent ``(a, h)`` and cheapest cost per first action ``(a, v)``."""
+    a = seqs.shape[0]
+    best = seqs[torch.arange(a), costs.argmin(dim=1)]
+    first = torch.full((a, actions), float("inf"))
+    first = first.scatter_reduce(1, seqs[:, :, 0], costs.float(), reduce="amin")
+    return best, first

@@ -3,10 +3,14 @@
     python experiments/evaluate_planner.py runs/bc_from_video/<run>
     python experiments/evaluate_planner.py runs/bc_from_video/<run> --planner-score pixels
     python experiments/evaluate_planner.py runs/bc_from_video/<run> --planner-search per-slot
+    python experiments/evaluate_planner.py runs/bc_from_video/<run> --planner-search cem \
+        --planner-horizon 3
 
-Loads the run's FLAM, tokenizer and FLAM latent-action decoder (nothing is trained), plans in the
-run's Goal env on the same seeded episodes as bc_from_video.py, and prints success rate, mean
-return and episode length. Use it to compare planner settings on one set of trained models.
+Loads the run's FLAM, tokenizer, FLAM latent-action decoder and controller (nothing is trained,
+except the controller of a run from before controllers existed: it is trained on the run's
+labelled subset, as bc_from_video.py would), plans in the run's Goal env on the same seeded
+episodes as bc_from_video.py, and prints success rate, mean return, episode length and seconds
+per env step. Use it to compare planner settings on one set of trained models.
 """
 
 from __future__ import annotations
@@ -18,9 +22,10 @@ from pathlib import Path
 
 import torch
 
-from agents.pipeline import evaluate_planner
+from agents.pipeline import PipelineConfig, controller_config, decoder_config, evaluate_planner
 from agents.planner import PlannerConfig
 from latentrl.config import add_config_args, from_dict, override
+from latentrl.controller import LatentController, train_controller
 from latentrl.data.codes import CodeCache
 from latentrl.data.recipes import DatasetSpec
 from latentrl.decoder import ActionDecoder
@@ -51,15 +56,31 @@ def main() -> None:
     data = from_dict(DatasetSpec, read_json(tokenizer_run / "data.json"))
     config = override(PlannerConfig(), args, prefix="planner")
     try:
+        model = LatentActionModel.load(Path(results["model_runs"]["flam"]) / "model")
+        decoder = ActionDecoder.load(run / "decoder_flam")
+        train_codes = CodeCache.load(tokenizer_run / "codes" / "train.safetensors")
+        if (run / "controller_flam").is_dir():
+            controller = LatentController.load(run / "controller_flam")
+        else:
+            stored = {
+                k: v
+                for k, v in results.get("config", {}).items()
+                if k in ("label_fraction", "label_count", "seed")
+            }
+            cfg = PipelineConfig(**stored)
+            controller, _ = train_controller(
+                model, decoder, train_codes, decoder_config(cfg), controller_config(cfg)
+            )
         figures = evaluate_planner(
-            LatentActionModel.load(Path(results["model_runs"]["flam"]) / "model"),
+            model,
             load_tokenizer(tokenizer_run),
-            ActionDecoder.load(run / "decoder_flam"),
-            CodeCache.load(tokenizer_run / "codes" / "train.safetensors"),
+            decoder,
+            train_codes,
             data,
             config,
             args["episodes"],
             seed=int(results.get("config", {}).get("seed", 0)),
+            controller=controller,
         )
     except (FileNotFoundError, ValueError) as e:
         sys.exit(f"error: {e}")

@@ -53,6 +53,7 @@ from latentrl.data.codes import CodeCache
 from latentrl.data.recipes import DatasetSpec
 from latentrl.evaluation import ModelRun, load_model_run
 from latentrl.models import LatentActionModel
+from latentrl.prior import latent_pool, needs_pool, sample_prior
 from latentrl.quantize import LatentBottleneck
 from latentrl.tokenizer import Tokenizer
 from latentrl.views import (
@@ -483,12 +484,13 @@ def control_actions(
     codes: Sequence[int] | None = None,
     generator: torch.Generator | None = None,
     probs: torch.Tensor | None = None,
+    pool: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, tuple[str, ...]]:
     """Latent actions ``(1, steps, d_a)`` for a controlled entity and a label per step.
 
     ``codes``: FSQ indices, one per step (or one for every step); else a draw from the prior
-    (FSQ: uniform over codes, or ``probs`` ``(C,)``; labelled with the drawn index; continuous
-    latents: N(0, 1)).
+    (FSQ: uniform over codes, or ``probs`` ``(C,)``; labelled with the drawn index; Gaussian:
+    N(0, 1); sparse: the empirical pool ``(N, d_a)`` of :func:`prior_pool`).
     """
     bottleneck = bottleneck_of(model)
     if codes is not None:
@@ -503,8 +505,21 @@ def control_actions(
         else:
             idx = torch.randint(0, count, (steps,), generator=generator)
         return code_actions(model, idx)[None], tuple(str(c) for c in idx.tolist())
-    prior = model.sample_latent_actions(1, steps, generator)[:, :, 0]
+    prior = sample_prior(model, 1, steps, generator, pool)[:, :, 0]
     return prior, ("prior",) * steps
+
+
+@torch.no_grad()
+def prior_pool(
+    run: HeldOutRun, windows: int = 64, window: int = 8, seed: int = 0
+) -> torch.Tensor | None:
+    """The sparse model's empirical prior ``(N, d_a)``: latents it infers on held-out windows of
+    ``run``'s split (seeded apart from the scenes' choice); None for the other families, whose
+    prior is parametric (:mod:`latentrl.prior`)."""
+    if not needs_pool(run.model):
+        return None
+    batch = held_out_windows(run.codes, window, windows, seed + 1)
+    return latent_pool(run.model, batch.codes.to(run.model.token_pos.device))
 
 
 def run_control(
@@ -603,9 +618,10 @@ def generate(
     reference = controlled_rollout(model, scene.codes[:, :1], scene.actions)
     reference_frames = run.decode(reference[0])
     gen = torch.Generator().manual_seed(seed)
+    pool = prior_pool(run, seed=seed) if codes is None else None
     rows = []
     for entity in tqdm(entities, desc="entities", leave=False):
-        acts, labels = control_actions(model, steps, codes, gen, probs)
+        acts, labels = control_actions(model, steps, codes, gen, probs, pool)
         rows.append(
             run_control(run, scene, entity, acts, labels, reference, reference_frames, radius)
         )
@@ -775,6 +791,7 @@ def locality_survey(
         )
     count = min(episodes, len(run.codes.episode_starts) - 1)
     gen = torch.Generator().manual_seed(seed)
+    pool = prior_pool(run, seed=seed)
     one: list[Locality] = []
     every: list[Locality] = []
     for episode in tqdm(range(count), desc="locality", leave=False):
@@ -783,7 +800,7 @@ def locality_survey(
         reference = controlled_rollout(model, context, scene.actions)
         reference_frames = run.decode(reference[0])
         for entity in scene_entities(run, scene, ["agents"], share):
-            acts, labels = control_actions(model, steps, None, gen, probs)
+            acts, labels = control_actions(model, steps, None, gen, probs, pool)
             c = run_control(run, scene, entity, acts, labels, reference, reference_frames)
             one.append(c.locality)
             all_slots = controlled_rollout(

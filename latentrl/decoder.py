@@ -437,31 +437,25 @@ def fit_decoder(
     return float(np.mean(losses[-50:]))
 
 
-def train_decoder(
+@dataclasses.dataclass(frozen=True)
+class LabelledSplit:
+    """The labelled subset and the held-out transitions (cache frames ``f`` of ``f -> f+1``):
+    ``train`` from the labelled source, ``held`` from ``eval_source``; ``count`` labelled."""
+
+    train: np.ndarray
+    held: np.ndarray
+    count: int
+    eval_source: CodeCache
+
+
+def labelled_split(
     model: LatentActionModel,
     cache: CodeCache,
     cfg: DecoderConfig,
-    *,
-    window: int = 2,
     eval_cache: CodeCache | None = None,
-    progress: bool = True,
-) -> tuple[ActionDecoder, DecoderReport]:
-    """Train f on a seeded labelled subset of ``cache``'s transitions; score it on others.
-
-    Args:
-        model: trained latent action model (FLAM, LAM, OC+LAM; frozen here).
-        cache: labelled source (default in the pipelines: the model's own random-play training
-            data, see the module docstring); needs actions.
-        cfg: labelled-subset size, architecture and training settings.
-        window: frames per encoding window; 2 encodes each transition on its own.
-        eval_cache: where the held-out transitions come from (e.g. the val split); ``None``:
-            transitions of ``cache`` outside the labelled subset.
-        progress: show tqdm bars.
-
-    Returns:
-        The trained decoder (eval mode, on the model's device) and its held-out report.
-    """
-    start_time = time.perf_counter()
+) -> LabelledSplit:
+    """The seeded labelled subset of ``cache`` and the held-out transitions the decoder (and the
+    controller, :mod:`latentrl.controller`, trained on the same subset) are measured on."""
     candidates = labelled_transitions(cache)
     assert cache.actions is not None
     num_agents = cache.actions.shape[1]
@@ -500,7 +494,38 @@ def train_decoder(
         pick = np.random.default_rng(cfg.seed + 1).permutation(len(eval_candidates))
         held = eval_candidates[pick[: cfg.eval_count]]
         eval_source = eval_cache
-    held = np.sort(held)
+    return LabelledSplit(train_idx, np.sort(held), int(count), eval_source)
+
+
+def train_decoder(
+    model: LatentActionModel,
+    cache: CodeCache,
+    cfg: DecoderConfig,
+    *,
+    window: int = 2,
+    eval_cache: CodeCache | None = None,
+    progress: bool = True,
+) -> tuple[ActionDecoder, DecoderReport]:
+    """Train f on a seeded labelled subset of ``cache``'s transitions; score it on others.
+
+    Args:
+        model: trained latent action model (FLAM, LAM, OC+LAM; frozen here).
+        cache: labelled source (default in the pipelines: the model's own random-play training
+            data, see the module docstring); needs actions.
+        cfg: labelled-subset size, architecture and training settings.
+        window: frames per encoding window; 2 encodes each transition on its own.
+        eval_cache: where the held-out transitions come from (e.g. the val split); ``None``:
+            transitions of ``cache`` outside the labelled subset.
+        progress: show tqdm bars.
+
+    Returns:
+        The trained decoder (eval mode, on the model's device) and its held-out report.
+    """
+    start_time = time.perf_counter()
+    split = labelled_split(model, cache, cfg, eval_cache)
+    train_idx, held, count, eval_source = split.train, split.held, split.count, split.eval_source
+    assert cache.actions is not None
+    num_agents, num_actions = cache.actions.shape[1], model.config.agent_actions
 
     device = next(model.parameters()).device
     states, actions = transition_inputs(model, cache.codes, cache.episode_starts, train_idx, window)

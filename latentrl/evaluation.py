@@ -8,7 +8,9 @@ Protocol, per test window of ``steps + 1`` frames (codes ``(b, steps + 1, n)``, 
    frames" means, and the only step that sees future frames.
 2. The model rolls out ``steps`` frames autoregressively from the first frame alone
    (:func:`rollout_from_window` passes on nothing else), once with the inferred latent actions
-   and once with latent actions drawn from its prior.
+   and once with latent actions drawn from its prior (:mod:`latentrl.prior`: uniform FSQ codes,
+   N(0, 1) for the Gaussian model, and for the sparse model, which has no parametric prior,
+   the empirical distribution of the latents it infers on other windows of the split).
 3. Predicted codes are decoded to pixels by the tokenizer and compared with the real frames:
    PSNR at every step, SSIM, ``dPSNR_t`` (inferred minus prior), the fraction of exactly right
    codes, and the tokenizer's own reconstruction PSNR on the same frames (the ceiling).
@@ -47,6 +49,7 @@ from latentrl.data.recipes import DatasetSpec, ensure_datasets
 from latentrl.distributed import resolve_device
 from latentrl.metrics import MAX_PSNR, perceptual_metrics_status, pooled_psnr, psnr, ssim
 from latentrl.models import LatentActionModel
+from latentrl.prior import latent_pool, needs_pool, sample_prior
 from latentrl.runs import env_tag, hardware, read_json, write_json
 from latentrl.tokenizer import Tokenizer, load_tokenizer
 from latentrl.types import CodeBatch, frames_to_float
@@ -237,7 +240,10 @@ def quick_scores(
     """
     steps = batch.codes.shape[1] - 1
     latent = infer_actions(model, batch)
-    prior = model.sample_latent_actions(batch.codes.shape[0], steps, generator)
+    # A sparse model's prior is empirical: its own inferred latents of these (validation)
+    # windows, pooled and drawn i.i.d. per slot and step (latentrl.prior).
+    pool = rearrange(latent, "b s k d -> (b s k) d") if needs_pool(model) else None
+    prior = sample_prior(model, batch.codes.shape[0], steps, generator, pool)
     truth = decode_video(tok, batch.codes[:, 1:])
     pred = decode_video(tok, rollout_from_window(model, batch.codes, latent, steps))
     sampled = decode_video(tok, rollout_from_window(model, batch.codes, prior, steps))
@@ -386,8 +392,13 @@ def evaluate_run(
     window = config.steps + 1
     starts = pick_windows(codes, window, config.windows, config.seed)
     # Drawn once for all windows, so the numbers do not depend on the batch size.
-    prior_all = model.sample_latent_actions(
-        len(starts), config.steps, torch.Generator().manual_seed(config.seed)
+    pool = None
+    if needs_pool(model):
+        # The sparse model's empirical prior: latents it infers on other windows of the split.
+        others = pick_windows(codes, window, config.windows, config.seed + 1)
+        pool = latent_pool(model, codes.windows(others, window, labels=False).codes.to(device))
+    prior_all = sample_prior(
+        model, len(starts), config.steps, torch.Generator().manual_seed(config.seed), pool
     )
     parts: list[WindowScores] = []
     agree: list[torch.Tensor] = []
