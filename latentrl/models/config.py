@@ -8,7 +8,7 @@ from typing import Literal
 from latentrl.config import opt
 from latentrl.quantize import BottleneckConfig
 
-ModelKind = Literal["flam", "lam", "oclam", "wm"]
+ModelKind = Literal["flam", "lam", "oclam", "wm", "lapo"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -17,7 +17,8 @@ class ModelConfig:
 
     model: ModelKind = opt(
         "flam",
-        "flam (per-slot latent actions), lam, oclam (LAM + reconstruction) or wm (true actions)",
+        "flam (per-slot latent actions), lam, oclam (LAM + reconstruction), lapo (LAPO-style: "
+        "CNN inverse dynamics over 3 stacked frames, UNet forward model) or wm (true actions)",
     )
     d_model: int = opt(64, "model width (paper: 256)")
     heads: int = opt(4, "attention heads")
@@ -76,6 +77,9 @@ class ModelConfig:
     )
     changed_weight: float = opt(
         10.0, "loss weight of tokens that change between frames (1 = plain CE)"
+    )
+    lapo_channels: tuple[int, ...] = opt(
+        (64, 64), "lapo: channels of the IMPALA inverse-dynamics stages and the UNet levels"
     )
     recon_weight: float = opt(1.0, "weight of the current-frame reconstruction loss (oclam)")
     num_agents: int = opt(4, "agents in the data (wm action input; probes)")
