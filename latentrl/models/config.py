@@ -30,6 +30,12 @@ class ModelConfig:
     recursive_init: bool = opt(True, "initialise frame t+1's slots from frame t's (paper default)")
     action_kind: Literal["fsq", "gaussian", "sparse"] = opt("fsq", "latent action bottleneck")
     action_levels: tuple[int, ...] = opt((5,), "FSQ levels of one latent action (paper: [2,2])")
+    action_positions: int = opt(
+        1,
+        "lam: code positions of the scene latent action (Genie/LAPO-style): that many pooled "
+        "queries, each quantised with FSQ action_levels; the scene latent holds them all "
+        "(len(action_levels) x positions values, prod(levels)^positions codes)",
+    )
     action_dim: int = opt(8, "continuous latent action dimension (gaussian, sparse)")
     beta: float = opt(0.01, "KL weight (gaussian)")
     action_center: float = opt(
@@ -79,7 +85,7 @@ class ModelConfig:
         10.0, "loss weight of tokens that change between frames (1 = plain CE)"
     )
     lapo_channels: tuple[int, ...] = opt(
-        (64, 64), "lapo: channels of the IMPALA inverse-dynamics stages and the UNet levels"
+        (32, 64), "lapo: channels of the IMPALA inverse-dynamics stages and the UNet levels"
     )
     recon_weight: float = opt(1.0, "weight of the current-frame reconstruction loss (oclam)")
     num_agents: int = opt(4, "agents in the data (wm action input; probes)")
@@ -95,9 +101,10 @@ class ModelConfig:
 
     @property
     def bottleneck(self) -> BottleneckConfig:
+        positions = self.action_positions if self.model == "lam" else 1
         return BottleneckConfig(
             kind=self.action_kind,
-            fsq_levels=self.action_levels,
+            fsq_levels=tuple(self.action_levels) * positions,
             dim=self.action_dim,
             beta=self.beta,
             center=self.action_center,
