@@ -25,7 +25,7 @@ trained together on the next-frame loss only. Here:
 from __future__ import annotations
 
 import torch
-from einops import rearrange
+from einops import rearrange, repeat
 from torch import nn
 
 from latentrl.models.base import LatentActionModel, LatentActions, States, bottleneck_to_latent
@@ -86,15 +86,19 @@ class FrameUNet(nn.Module):
     """Frame ``(B, d, g, g)`` and latent action ``(B, d_a)`` -> next frame ``(B, d, g, g)``.
 
     Down path: one block per entry of ``channels``, halving the side after each but the last;
-    up path mirrors it with skip connections. The latent action conditions every block (FiLM),
-    so the model can place a move at any resolution; the output is a residual on the input frame.
+    up path mirrors it with skip connections. The latent action enters as a map beside the input
+    frame and conditions every block (FiLM), so the model can place a move at any resolution;
+    the output is a residual on the input frame.
     """
 
     def __init__(self, dim: int, action_dim: int, channels: tuple[int, ...]) -> None:
         super().__init__()
         cond = dim
         self.action_in = nn.Sequential(nn.Linear(action_dim, cond), nn.SiLU())
-        self.inp = nn.Conv2d(dim, channels[0], 3, padding=1)
+        # The latent also enters as a map at every cell of the input: the first convolution then
+        # sees a cell's content and the action together (with FiLM alone, P3 in
+        # docs/research/strong_lam.md, the UNet learned to predict without its latent).
+        self.inp = nn.Conv2d(dim + cond, channels[0], 3, padding=1)
         self.down = nn.ModuleList()
         prev = channels[0]
         for ch in channels:
@@ -112,7 +116,8 @@ class FrameUNet(nn.Module):
 
     def forward(self, frame: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
         cond = self.action_in(action)
-        h = self.inp(frame)
+        side = frame.shape[-2:]
+        h = self.inp(torch.cat([frame, repeat(cond, "b c -> b c h w", h=side[0], w=side[1])], 1))
         skips = []
         for i, block in enumerate(self.down):
             h = block(h, cond)
