@@ -4,9 +4,11 @@
   random agents drawing a new action every step (``repeat=1``: with held actions the previous
   move, carried in the recurrent slot state, predicts the next one and the latent code only has
   to encode changes); one token per cell. FLAM with positional slots, K = 12, 2 slot-attention
-  iterations per frame and a 2D action code (FSQ [3, 3], 9 codes, batch-normalised inputs; LAM
-  gets the same codebook): ~1900 steps, about 5 minutes on one CPU thread
-  (docs/research/flam_library_tuning.md, docs/research/flam_goal_action_norm.md).
+  iterations per frame and a 2D action code (FSQ [3, 3], 9 codes, batch-normalised inputs):
+  ~1900 steps, about 5 minutes on one CPU thread (docs/research/flam_library_tuning.md,
+  docs/research/flam_goal_action_norm.md). The monolithic LAM and the LAPO-style model get a
+  scene latent wide enough for a joint action (FSQ [5] x 8, batch-normalised), lr 2e-3 and the
+  steps that cost FLAM's wall time (docs/research/strong_lam.md).
 - ``paper-multigrid``: FLAM Table 4 (GPU): 32x32 cells at 128 px, d_model 256, 2 blocks, K = 4,
   action FSQ [2, 2], sub-trajectories of 10 frames with 5 prediction steps, sub-tokens [32, 32].
 - ``paper-procgen``: Table 4 for Procgen: K = 32, action FSQ [2, 2, 2, 2]; frames at 64 px
@@ -125,6 +127,7 @@ PRESETS: dict[str, Preset] = {
         ),
         stage=StageConfig(window=4),
         steps_by_model=(("lam", 1000), ("lapo", 1000), ("oclam", 1000), ("wm", 1000)),
+        lr_by_model=(("lam", 2e-3), ("lapo", 2e-3)),
         model_by_kind=(("lam", JOINT_LATENT), ("lapo", JOINT_LATENT)),
     ),
     "paper-multigrid": Preset(
