@@ -1,8 +1,8 @@
 """Policy success versus the number of agents: the video-to-policy pipeline over a grid.
 
 One *cell* is one (agent count, seed): :func:`agents.pipeline.run_pipeline` with every method,
-including LAM at FLAM's per-action codebook (``bc_lam``) and at equal total capacity
-(``bc_lam_capacity``). Finished cells are recorded in ``state.json`` (written atomically after
+including the strong LAM (``bc_lam``), the LAPO-style model (``bc_lapo``) and LAM at FLAM's
+per-action codebook (``bc_lam_small``) and at that codebook once per agent (``bc_lam_capacity``). Finished cells are recorded in ``state.json`` (written atomically after
 each cell) and never recomputed, so an interrupted benchmark continues where it stopped.
 Outputs: ``results.json``, ``table.md`` and ``success_vs_agents.png``.
 """
@@ -26,8 +26,10 @@ PLOT_LABELS = {
     "random": "random",
     "bc_true_actions": "BC, true actions",
     "bc_flam": "BC, FLAM labels",
-    "bc_lam": "BC, LAM labels (same codebook per action)",
-    "bc_lam_capacity": "BC, LAM labels (equal total capacity)",
+    "bc_lam": "BC, LAM labels (joint-action latent)",
+    "bc_lapo": "BC, LAPO-style labels",
+    "bc_lam_small": "BC, LAM labels (one agent's codebook)",
+    "bc_lam_capacity": "BC, LAM labels (one agent's codebook x N)",
     "planner_flam": "planner, FLAM",
 }
 

@@ -5,7 +5,8 @@ Stages (each reused when a finished result with the same settings exists):
 1. World-model video: random play in the MultiGrid ``Goal`` task (actions recorded, used only
    for the small labelled subset and for evaluation); expert video: the scripted expert's
    episodes, whose actions are hidden from every method but ``bc_true_actions``.
-2. Tokenizer, then FLAM and LAM trained on the random-play video (two processes at once).
+2. Tokenizer, then FLAM, LAM (and the LAPO-style model when its method is asked for) trained
+   on the random-play video (two processes at once).
 3. Per latent model: the decoder f and the controller g (real actions -> latent actions,
    :mod:`latentrl.controller`) on ``label_fraction`` of the random-play transitions, the
    expert video labelled with f's decoded actions, behaviour cloning on them; FLAM also plans
@@ -86,7 +87,10 @@ class PipelineConfig:
     )
     methods: tuple[str, ...] = opt(
         ("expert", "random", "bc_true_actions", "bc_flam", "bc_lam", "planner_flam"),
-        "which agents to build and evaluate",
+        "which agents to build and evaluate (also bc_lapo: the LAPO-style model, off by default "
+        "while its latent stays at chance on tiny Goal, docs/research/strong_lam.md; "
+        "bc_lam_small: LAM with one agent's codebook, FLAM's per-slot code; bc_lam_capacity: "
+        "that codebook once per agent)",
     )
     model_steps: int = opt(0, "training steps of FLAM (0: the preset's; LAM gets its share)")
     tokenizer_steps: int = opt(0, "tokenizer training steps (0: the preset's)")
@@ -99,6 +103,9 @@ class PipelineConfig:
     controller_steps: int = opt(0, "controller training steps (0: the controller config's default)")
     flam_run: str = opt("", "use this trained FLAM run folder instead of training/reusing one")
     lam_run: str = opt("", "use this trained LAM run folder instead of training/reusing one")
+    lapo_run: str = opt(
+        "", "use this trained LAPO-style run folder instead of training/reusing one"
+    )
     flam_candidates: int = opt(
         1,
         "FLAM runs trained with seeds seed, seed+1, ...; with more than one, the one with the "
@@ -300,11 +307,20 @@ def _train_model(
     torch.set_num_threads(1)
     if seed is not None:
         preset = dataclasses.replace(preset, train=dataclasses.replace(preset.train, seed=seed))
-    model_cfg = dataclasses.replace(preset.model, model=kind.split("_")[0])  # type: ignore[arg-type]
+    model_cfg = preset.model_for(kind.split("_")[0])
+    if kind == "lam_small":
+        # The ablation "LAM, one agent's codebook": the scene latent gets FLAM's per-slot code.
+        model_cfg = dataclasses.replace(
+            model_cfg,
+            action_levels=preset.model.action_levels,
+            action_norm=preset.model.action_norm,
+        )
     if kind == "lam_capacity":
         levels = tuple(preset.model.action_levels) * preset.data.agents
         dim = preset.model.action_dim * preset.data.agents  # the continuous families' capacity
-        model_cfg = dataclasses.replace(model_cfg, action_levels=levels, action_dim=dim)
+        model_cfg = dataclasses.replace(
+            model_cfg, action_levels=levels, action_dim=dim, action_norm=preset.model.action_norm
+        )
     train_cfg = preset.train_for(model_cfg.model)
     tok = load_tokenizer(tokenizer_run)
     data = from_dict(DatasetSpec, read_json(tokenizer_run / "data.json"))
@@ -482,13 +498,16 @@ METHOD_ORDER = (
     "bc_true_actions",
     "bc_flam",
     "bc_lam",
+    "bc_lapo",
+    "bc_lam_small",
     "bc_lam_capacity",
     "planner_flam",
 )
-MODEL_KINDS = ("flam", "lam", "lam_capacity")
-"""Latent models the pipeline can train: ``lam`` has FLAM's per-action codebook (one slot's),
-``lam_capacity`` that codebook once per agent, FSQ ``(3, 3) * N``: 9^N codes, enough to name
-every agent's move at once (equal total capacity for the task)."""
+MODEL_KINDS = ("flam", "lam", "lapo", "lam_small", "lam_capacity")
+"""Latent models the pipeline can train: ``lam`` the strong monolithic LAM (the preset's
+joint-action scene latent), ``lapo`` the LAPO-style model, ``lam_small`` LAM with FLAM's
+per-action codebook (one slot's), ``lam_capacity`` that codebook once per agent, FSQ
+``(3, 3) * N``: 9^N codes (equal total capacity for the task)."""
 
 
 def run_pipeline(
@@ -537,10 +556,16 @@ def _run_pipeline(
 
     kinds = [k for k in MODEL_KINDS if any(m.endswith(f"_{k}") for m in cfg.methods)]
     # With one agent, equal total capacity is FLAM's per-action codebook: the same LAM.
-    same_lam = cfg.agents == 1 and "lam_capacity" in kinds and "lam" in kinds
+    same_lam = cfg.agents == 1 and "lam_capacity" in kinds and "lam_small" in kinds
     if same_lam:
         kinds.remove("lam_capacity")
-    given = {"flam": cfg.flam_run, "lam": cfg.lam_run, "lam_capacity": ""}
+    given = {
+        "flam": cfg.flam_run,
+        "lam": cfg.lam_run,
+        "lapo": cfg.lapo_run,
+        "lam_small": "",
+        "lam_capacity": "",
+    }
     # Given runs are checked before anything long starts.
     checked = {k: check_model_run(Path(given[k]), data, cfg.action_kind) for k in kinds if given[k]}
     if "flam" in checked and "planner_flam" in cfg.methods:
@@ -616,8 +641,8 @@ def _run_pipeline(
             branch = fut.result()
             stage_seconds[f"decode_clone_evaluate_{kind}"] = branch.pop("_seconds")
             results.update(branch)
-    if same_lam and "bc_lam" in results:
-        results["bc_lam_capacity"] = {**results["bc_lam"], "same_as": "bc_lam"}
+    if same_lam and "bc_lam_small" in results:
+        results["bc_lam_capacity"] = {**results["bc_lam_small"], "same_as": "bc_lam_small"}
     summary: dict[str, Any] = {
         "env_id": env_id(data),
         "num_agents": cfg.agents,

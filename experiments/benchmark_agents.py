@@ -44,7 +44,9 @@ def main() -> None:
         parser,
         PipelineConfig,
         "pipeline (per cell)",
-        exclude=frozenset({"agents", "seed", "methods", "flam_run", "lam_run", "planner"}),
+        exclude=frozenset(
+            {"agents", "seed", "methods", "flam_run", "lam_run", "lapo_run", "planner"}
+        ),
     )
     add_config_args(parser, PlannerConfig, "planner", prefix="planner")
     args = vars(parser.parse_args())

@@ -161,7 +161,7 @@ def run_cell(
         if found is not None:
             print(f"continuing the interrupted {model} run {found}")
         found = train_model_stage(
-            dataclasses.replace(preset.model, model=model, num_slots=slots),
+            dataclasses.replace(preset.model_for(model), num_slots=slots),
             dataclasses.replace(
                 preset.train,
                 steps=model_steps(model, preset, args),

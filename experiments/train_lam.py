@@ -1,7 +1,8 @@
-"""Stage 2: train a latent action model (FLAM, LAM, OC+LAM or WM) on a tokenizer run's codes.
+"""Stage 2: train a latent action model (FLAM, LAM, LAPO, OC+LAM or WM) on a tokenizer run's codes.
 
     python experiments/train_lam.py --preset tiny --model flam
     python experiments/train_lam.py --preset tiny --model lam --action-levels 5 5 5 5
+    python experiments/train_lam.py --preset tiny --model lapo
     python experiments/train_lam.py --resume runs/<run>
     python experiments/train_lam.py --video my_clips --model flam   # videos from import_videos.py
     torchrun --nproc-per-node 2 experiments/train_lam.py --preset tiny --model flam   # DDP
@@ -89,10 +90,11 @@ def main() -> None:
                 runs=args["runs"],
                 workers=args["workers"],
             )
+    kind = args["model"] or preset.model.model
     try:
         run = train_model_stage(
-            override(preset.model, args),
-            override(preset.train_for(args["model"] or preset.model.model), args),
+            override(preset.model_for(kind), args),
+            override(preset.train_for(kind), args),
             override(preset.stage, args),
             tokenizer_run=tokenizer or Path(),
             runs=args["runs"],

@@ -55,9 +55,9 @@ from latentrl.tokenizer import Tokenizer, load_tokenizer
 from latentrl.types import CodeBatch, frames_to_float
 from latentrl.viz import error_map, grid_frames, save_gif, save_mp4, save_png_strip
 
-MODEL_ORDER = ("wm", "lam", "oclam", "flam")
+MODEL_ORDER = ("wm", "lam", "lapo", "oclam", "flam")
 """Column order of the paper's Table 1."""
-MODEL_LABELS = {"wm": "WM", "lam": "LAM", "oclam": "OC+LAM", "flam": "FLAM"}
+MODEL_LABELS = {"wm": "WM", "lam": "LAM", "lapo": "LAPO-style", "oclam": "OC+LAM", "flam": "FLAM"}
 MIN_CODE_AGREEMENT = 0.99
 """Below this fraction of cached codes matching a fresh encoding, the frames are not the ones
 the tokenizer run encoded (another dataset under the same id): the evaluation refuses."""

@@ -5,8 +5,10 @@
   move, carried in the recurrent slot state, predicts the next one and the latent code only has
   to encode changes); one token per cell. FLAM with positional slots seeded on the first frame's
   distinct tokens, K = 12, 2 slot-attention iterations per frame and a 2D action code (FSQ
-  [3, 3], 9 codes, batch-normalised inputs; LAM gets the same codebook): 1200 steps
-  (docs/research/flam_seed_robustness.md, docs/research/flam_library_tuning.md).
+  [3, 3], 9 codes, batch-normalised inputs; 1200 steps
+  (docs/research/flam_seed_robustness.md, docs/research/flam_library_tuning.md). The monolithic
+  LAM and the LAPO-style model get a scene latent wide enough for a joint action (FSQ [5] x 8,
+  batch-normalised), lr 2e-3 and their own steps (docs/research/strong_lam.md).
 - ``small``: the tiny recipe on 16x16 cells at 4 px (64 px frames, 256 tokens), 1 to 16 agents
   (``--data-agents``), K = agents + 8; not yet sized by measurement (issue 12).
 - ``paper-multigrid``: FLAM Table 4 (GPU): 32x32 cells at 128 px, d_model 256, 2 blocks,
@@ -22,6 +24,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 from pathlib import Path
+from typing import Any
 
 from latentrl.config import opt, preset_name
 from latentrl.data.recipes import DatasetSpec
@@ -49,11 +52,22 @@ class Preset:
     # Steps per model where they differ from ``train.steps``: the monolithic models attend over
     # every token rather than K slots, so equal wall-time budgets mean fewer steps for them.
     steps_by_model: tuple[tuple[str, int], ...] = ()
+    # Learning rates per model where they differ from ``train.lr``.
+    lr_by_model: tuple[tuple[str, float], ...] = ()
+    # Model settings per kind over ``model`` (field name, value): the monolithic models need a
+    # scene latent wide enough for a joint action, FLAM a small per-slot code.
+    model_by_kind: tuple[tuple[str, tuple[tuple[str, Any], ...]], ...] = ()
 
     def train_for(self, model: str) -> TrainConfig:
         """The training config of ``model`` under this preset."""
         steps = dict(self.steps_by_model).get(model, self.train.steps)
-        return dataclasses.replace(self.train, steps=steps)
+        lr = dict(self.lr_by_model).get(model, self.train.lr)
+        return dataclasses.replace(self.train, steps=steps, lr=lr)
+
+    def model_for(self, kind: str) -> ModelConfig:
+        """The model config of ``kind`` under this preset (``model`` plus its own settings)."""
+        changes = dict(dict(self.model_by_kind).get(kind, ()))
+        return dataclasses.replace(self.model, model=kind, **changes)  # type: ignore[arg-type]
 
 
 # Table 4 shares its optimisation settings between the simulation datasets.
@@ -70,6 +84,10 @@ PAPER_TRAIN = TrainConfig(
     media_every=5000,
 )
 PAPER_STAGE = StageConfig(window=10, probe_windows=512)
+# The monolithic models' one scene latent: 8 FSQ dimensions of 5 levels (8 code positions, 5^8
+# codes, 18.6 bits), room for a joint action of 4 agents x 5 moves (9.3 bits) and more; FLAM's
+# per-slot code is the small one (docs/research/strong_lam.md).
+JOINT_LATENT: tuple[tuple[str, Any], ...] = (("action_levels", (5,) * 8), ("action_norm", True))
 
 PRESETS: dict[str, Preset] = {
     "tiny": Preset(
@@ -149,7 +167,9 @@ PRESETS: dict[str, Preset] = {
             media_every=600,
         ),
         stage=StageConfig(window=4),
-        steps_by_model=(("lam", 1000), ("oclam", 1000), ("wm", 1000)),
+        steps_by_model=(("lam", 1000), ("lapo", 1300), ("oclam", 1000), ("wm", 1000)),
+        lr_by_model=(("lam", 2e-3), ("lapo", 2e-3)),
+        model_by_kind=(("lam", JOINT_LATENT), ("lapo", JOINT_LATENT)),
     ),
     "paper-multigrid": Preset(
         data=DatasetSpec(
@@ -172,6 +192,7 @@ PRESETS: dict[str, Preset] = {
         ),
         train=PAPER_TRAIN,
         stage=PAPER_STAGE,
+        model_by_kind=(("lam", JOINT_LATENT), ("lapo", JOINT_LATENT)),
     ),
     "paper-procgen": Preset(
         data=DatasetSpec(
@@ -197,6 +218,7 @@ PRESETS: dict[str, Preset] = {
         ),
         train=PAPER_TRAIN,
         stage=PAPER_STAGE,
+        model_by_kind=(("lam", JOINT_LATENT), ("lapo", JOINT_LATENT)),
     ),
 }
 

@@ -24,9 +24,12 @@ from torch import nn
 from latentrl.models.base import LatentActionModel
 from latentrl.types import CodeBatch
 
-MAX_ONE_HOT = 65536
+MAX_ONE_HOT = 256
 """Larger codebooks are probed on their FSQ code vectors (the same information) instead of a
-one-hot of the index, which would not fit in memory."""
+one-hot of the index: a joint-action code (a monolithic model's FSQ of 3^8 or 5^8 codes) takes
+more values than the probe has training samples, so a one-hot classifier meets mostly codes it
+never saw and reads chance whatever the code carries, while the code vector lets it read each
+FSQ dimension."""
 
 
 @dataclasses.dataclass(frozen=True)

@@ -57,6 +57,11 @@ GREY = (150, 150, 150)
 # Mirrors ``envs.multigrid.core.Action`` (latentrl does not import envs; a test checks they agree).
 MULTIGRID_ACTION_NAMES = ("stay", "up", "down", "left", "right")
 
+MAX_VIEW_ONE_HOT = 256
+"""Larger codebooks (a monolithic model's joint-action FSQ: 5^8 codes) enter the correspondence
+classifiers as their FSQ code vectors (the same information): a one-hot of 390625 codes would
+take gigabytes and minutes of classifier fitting at every media step."""
+
 
 # -- drawing -------------------------------------------------------------------------------------
 def slot_colours(k: int) -> np.ndarray:
@@ -374,9 +379,10 @@ def aligned_match_fraction(lat: SlotLatents) -> np.ndarray:
 
 
 def factor_features(lat: SlotLatents, aligned: bool) -> torch.Tensor:
-    """Per-factor latent-action features ``(b, t - 1, k', f)``: one-hot FSQ codes, else the
-    continuous latent actions; factors aligned per window if ``aligned``."""
-    if lat.codes is not None and lat.num_codes is not None:
+    """Per-factor latent-action features ``(b, t - 1, k', f)``: one-hot FSQ codes (codebooks of
+    at most :data:`MAX_VIEW_ONE_HOT` codes), else the latent action vectors; factors aligned per
+    window if ``aligned``."""
+    if lat.codes is not None and lat.num_codes is not None and lat.num_codes <= MAX_VIEW_ONE_HOT:
         feats = F.one_hot(lat.codes, lat.num_codes).float()
     else:
         feats = lat.actions.float()

@@ -1,4 +1,4 @@
-"""Latent action models on one interface: FLAM and the LAM / OC+LAM / WM baselines."""
+"""Latent action models on one interface: FLAM and the LAM / LAPO / OC+LAM / WM baselines."""
 
 from __future__ import annotations
 
@@ -8,10 +8,17 @@ from latentrl.models.base import LatentActionModel, LatentActions, States
 from latentrl.models.config import ModelConfig
 from latentrl.models.flam import FLAM
 from latentrl.models.lam import LAM
+from latentrl.models.lapo import LAPO
 from latentrl.models.oclam import OCLAM
 from latentrl.models.wm import WM
 
-MODELS: dict[str, type[LatentActionModel]] = {"flam": FLAM, "lam": LAM, "oclam": OCLAM, "wm": WM}
+MODELS: dict[str, type[LatentActionModel]] = {
+    "flam": FLAM,
+    "lam": LAM,
+    "lapo": LAPO,
+    "oclam": OCLAM,
+    "wm": WM,
+}
 
 
 def build_model(config: ModelConfig, code_features: torch.Tensor) -> LatentActionModel:
@@ -24,6 +31,7 @@ def build_model(config: ModelConfig, code_features: torch.Tensor) -> LatentActio
 __all__ = [
     "FLAM",
     "LAM",
+    "LAPO",
     "MODELS",
     "OCLAM",
     "WM",

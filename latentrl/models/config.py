@@ -8,7 +8,7 @@ from typing import Literal
 from latentrl.config import opt
 from latentrl.quantize import BottleneckConfig
 
-ModelKind = Literal["flam", "lam", "oclam", "wm"]
+ModelKind = Literal["flam", "lam", "oclam", "wm", "lapo"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -17,7 +17,8 @@ class ModelConfig:
 
     model: ModelKind = opt(
         "flam",
-        "flam (per-slot latent actions), lam, oclam (LAM + reconstruction) or wm (true actions)",
+        "flam (per-slot latent actions), lam, oclam (LAM + reconstruction), lapo (LAPO-style: "
+        "CNN inverse dynamics over 3 stacked frames, UNet forward model) or wm (true actions)",
     )
     d_model: int = opt(64, "model width (paper: 256)")
     heads: int = opt(4, "attention heads")
@@ -34,6 +35,12 @@ class ModelConfig:
     recursive_init: bool = opt(True, "initialise frame t+1's slots from frame t's (paper default)")
     action_kind: Literal["fsq", "gaussian", "sparse"] = opt("fsq", "latent action bottleneck")
     action_levels: tuple[int, ...] = opt((5,), "FSQ levels of one latent action (paper: [2,2])")
+    action_positions: int = opt(
+        1,
+        "lam: code positions of the scene latent action (Genie/LAPO-style): that many pooled "
+        "queries, each quantised with FSQ action_levels; the scene latent holds them all "
+        "(len(action_levels) x positions values, prod(levels)^positions codes)",
+    )
     action_dim: int = opt(8, "continuous latent action dimension (gaussian, sparse)")
     beta: float = opt(0.01, "KL weight (gaussian)")
     action_center: float = opt(
@@ -87,6 +94,9 @@ class ModelConfig:
     changed_weight: float = opt(
         10.0, "loss weight of tokens that change between frames (1 = plain CE)"
     )
+    lapo_channels: tuple[int, ...] = opt(
+        (32, 64), "lapo: channels of the IMPALA inverse-dynamics stages and the UNet levels"
+    )
     recon_weight: float = opt(1.0, "weight of the current-frame reconstruction loss (oclam)")
     num_agents: int = opt(4, "agents in the data (wm action input; probes)")
     agent_actions: int = opt(5, "real actions per agent (wm)")
@@ -101,9 +111,10 @@ class ModelConfig:
 
     @property
     def bottleneck(self) -> BottleneckConfig:
+        positions = self.action_positions if self.model == "lam" else 1
         return BottleneckConfig(
             kind=self.action_kind,
-            fsq_levels=self.action_levels,
+            fsq_levels=tuple(self.action_levels) * positions,
             dim=self.action_dim,
             beta=self.beta,
             center=self.action_center,

@@ -82,13 +82,29 @@ class FactoredFDM(_SpatioTemporal):
 
 
 class SceneIDM(_SpatioTemporal):
-    """One latent action per transition for the whole scene (LAM, OC+LAM)."""
+    """One latent action per transition for the whole scene (LAM, OC+LAM).
 
-    def __init__(self, dim: int, heads: int, blocks: int, bottleneck: BottleneckConfig) -> None:
+    ``positions`` learned queries pool the per-token changes (Genie's and LAPO's several code
+    positions): each can attend to a different part of the scene, e.g. one agent's move. The
+    pooled vectors are concatenated and quantised together, so the scene latent ``(.., 1, d_a)``
+    holds ``positions`` blocks of ``d_a / positions`` FSQ values.
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        heads: int,
+        blocks: int,
+        bottleneck: BottleneckConfig,
+        positions: int = 1,
+    ) -> None:
         super().__init__(dim, heads, blocks)
-        self.pool_query = nn.Parameter(torch.randn(1, 1, dim) * 0.02)
+        if positions < 1:
+            raise ValueError(f"a scene latent needs at least one code position, got {positions}")
+        self.positions = positions
+        self.pool_query = nn.Parameter(torch.randn(1, positions, dim) * 0.02)
         self.pool = CrossBlock(dim, heads)
-        self.bottleneck = LatentBottleneck(dim, bottleneck)
+        self.bottleneck = LatentBottleneck(positions * dim, bottleneck)
 
     def forward(self, states: torch.Tensor) -> BottleneckOutput:
         b, t, k = states.shape[:3]
@@ -100,20 +116,38 @@ class SceneIDM(_SpatioTemporal):
             kv = torch.cat([rearrange(cur, "bt k d -> (bt k) 1 d"), nxt], dim=1)
             q = temporal(q, kv)
         changes = rearrange(q, "(bt k) 1 d -> bt k d", k=k)
-        pooled = self.pool(repeat(self.pool_query, "1 1 d -> bt 1 d", bt=changes.shape[0]), changes)
-        return self.bottleneck(rearrange(pooled, "(b t) 1 d -> b t 1 d", b=b, t=t - 1))
+        query = repeat(self.pool_query, "1 m d -> bt m d", bt=changes.shape[0])
+        pooled = self.pool(query, changes)
+        return self.bottleneck(rearrange(pooled, "(b t) m d -> b t 1 (m d)", b=b, t=t - 1))
 
 
 class SceneFDM(_SpatioTemporal):
-    """Next states of every slot/token from all current states and one scene action."""
+    """Next states of every slot/token from all current states and one scene action.
 
-    def __init__(self, dim: int, heads: int, blocks: int, action_dim: int) -> None:
+    With ``positions`` > 1 the scene action is read as that many blocks (see :class:`SceneIDM`),
+    each embedded as its own context token with a learned position, so every state can attend
+    to the block that concerns it.
+    """
+
+    def __init__(
+        self, dim: int, heads: int, blocks: int, action_dim: int, positions: int = 1
+    ) -> None:
         super().__init__(dim, heads, blocks)
-        self.action_in = nn.Linear(action_dim, dim)
+        if action_dim % positions:
+            raise ValueError(
+                f"a scene action of {action_dim} values does not split into {positions} positions"
+            )
+        self.positions = positions
+        self.action_in = nn.Linear(action_dim // positions, dim)
+        self.action_pos = (
+            nn.Parameter(torch.randn(positions, dim) * 0.02) if positions > 1 else None
+        )
 
     def forward(self, states: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         """States ``(B, k, d)``, actions ``(B, 1, d_a)`` -> next states ``(B, k, d)``."""
-        act = self.action_in(actions)
+        act = self.action_in(rearrange(actions, "B 1 (m a) -> B m a", m=self.positions))
+        if self.action_pos is not None:
+            act = act + self.action_pos
         h = states
         for spatial, temporal in zip(self.spatial, self.temporal, strict=True):
             h = temporal(spatial(h), act)

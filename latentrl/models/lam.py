@@ -1,8 +1,9 @@
 """LAM: the monolithic baseline, one latent action per transition for the whole scene.
 
 States are the frame's tokens ``(b, t, n, d)``; a scene IDM pools the per-token changes into one
-latent action ``(b, t - 1, 1, d_a)``; the scene FDM predicts every token's next value from all
-tokens and that one action. Same tokenizer, aggregator and loss as FLAM.
+latent action ``(b, t - 1, 1, d_a)`` (``action_positions`` pooled code positions, quantised
+together); the scene FDM predicts every token's next value from all tokens and that one action.
+Same tokenizer, aggregator and loss as FLAM.
 """
 
 from __future__ import annotations
@@ -18,8 +19,9 @@ class LAM(LatentActionModel):
     def __init__(self, config: ModelConfig, code_features: torch.Tensor) -> None:
         super().__init__(config, code_features)
         d, h, nb = config.d_model, config.heads, config.blocks
-        self.idm = SceneIDM(d, h, nb, config.bottleneck)
-        self.fdm = SceneFDM(d, h, nb, config.bottleneck.action_dim)
+        m = config.action_positions
+        self.idm = SceneIDM(d, h, nb, config.bottleneck, positions=m)
+        self.fdm = SceneFDM(d, h, nb, config.bottleneck.action_dim, positions=m)
 
     def encode_states(self, codes: torch.Tensor) -> States:
         return States(self.embed_tokens(codes), None)

@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from latentrl.models import FLAM, LAM, MODELS, OCLAM, WM, build_model
+from latentrl.models import FLAM, LAM, LAPO, MODELS, OCLAM, WM, build_model
 from latentrl.models.base import LatentActionModel, codes_used
 from tests.models.tiny import (
     ACTIONS,
@@ -25,13 +25,14 @@ from tests.models.tiny import (
 EXPECTED = {
     "flam": (SLOTS, SLOTS, 1),
     "lam": (TOKENS, 1, 1),
+    "lapo": (TOKENS, 1, 1),
     "oclam": (SLOTS, 1, 1),
     "wm": (TOKENS, 1, AGENTS * ACTIONS),
 }
 
 
 def test_build_model_picks_the_class() -> None:
-    assert MODELS == {"flam": FLAM, "lam": LAM, "oclam": OCLAM, "wm": WM}
+    assert MODELS == {"flam": FLAM, "lam": LAM, "lapo": LAPO, "oclam": OCLAM, "wm": WM}
     for kind, cls in MODELS.items():
         model = build_model(tiny_config(kind), code_features())
         assert type(model) is cls

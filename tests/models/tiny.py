@@ -21,7 +21,7 @@ TOKENS = GRID * GRID
 SLOTS = 3
 AGENTS = 2
 ACTIONS = 5
-KINDS = ("flam", "lam", "oclam", "wm")
+KINDS = ("flam", "lam", "lapo", "oclam", "wm")
 
 TINY = ModelConfig(
     d_model=32,
