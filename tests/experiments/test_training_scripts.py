@@ -197,3 +197,24 @@ def test_paper_multigrid_preset_runs_a_few_steps_on_cpu(tmp_path: Path) -> None:
     assert out.returncode == 0, out.stderr[-3000:]
     results = json.loads((only_run(tmp_path, "flam") / "results.json").read_text())
     assert results["steps"] == 2
+
+
+@pytest.mark.slow
+def test_small_preset_runs_a_few_steps_on_cpu(tmp_path: Path) -> None:
+    """16x16 cells at 64 px: 256 tokens, K = 12 seeded slots."""
+    data = ["--data-episodes", "10", "--data-steps", "12", "--workers", "1"]
+    out = run(
+        "train_tokenizer.py", "--preset", "small", *data, "--steps", "2", "--batch-size", "4",
+        "--eval-every", "2", "--media-every", "0", tmp=tmp_path, timeout=600,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr[-3000:]
+    out = run(
+        "train_lam.py", "--preset", "small", "--model", "flam", *data, "--steps", "2",
+        "--batch-size", "2", "--eval-every", "2", "--media-every", "0", "--probe-windows", "4",
+        tmp=tmp_path, timeout=600,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr[-3000:]
+    run_dir = only_run(tmp_path, "flam")
+    config = json.loads((run_dir / "config.json").read_text())["model"]
+    assert config["grid"] == 16 and config["num_slots"] == 12
+    assert json.loads((run_dir / "results.json").read_text())["steps"] == 2
