@@ -77,9 +77,9 @@ def main() -> None:
         tokenizer = latest_run(args["runs"], "tokenizer", data)
         if tokenizer is None:
             print("no tokenizer run on this data yet: training one first")
-            tok_train = dataclasses.replace(
-                preset.tokenizer_train, device=args["device"], threads=args["threads"]
-            )
+            # The tokenizer runs on the device and threads asked for the model (when given).
+            given = {k: args[k] for k in ("device", "threads") if args.get(k) is not None}
+            tok_train = dataclasses.replace(preset.tokenizer_train, **given)
             if args["tokenizer_steps"] is not None:
                 tok_train = dataclasses.replace(tok_train, steps=args["tokenizer_steps"])
             tokenizer = train_tokenizer_stage(

@@ -297,7 +297,7 @@ def train_model_stage(
     if data.env == "video" and model_cfg.model == "wm":
         raise ValueError(
             f"{tokenizer_run} was trained on imported videos, which have no actions: WM is "
-            "conditioned on true actions; train flam, lam or oclam (--model)"
+            "conditioned on true actions; train flam, lam or oclam (train_lam.py --model)"
         )
     tok = load_tokenizer(tokenizer_run, info.device)
     model_cfg = model_config_for(model_cfg, tok, data)

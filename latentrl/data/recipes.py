@@ -421,8 +421,8 @@ def _imported(spec: DatasetSpec, root: Root) -> dict[str, str]:
     if size != spec.frame_size:
         raise ValueError(
             f"video dataset {ids['train']!r} has {size}x{size} frames, the spec asks for "
-            f"{spec.frame_size}: pass --data-frame-size {size} (and --frame-size {size} for the "
-            "tokenizer), or re-import with --frame-size"
+            f"{spec.frame_size}: pass train_*.py --data-frame-size {size} (and train_tokenizer.py "
+            f"--frame-size {size}), or re-import with import_videos.py --frame-size"
         )
     return ids
 

@@ -68,12 +68,12 @@ def test_comparison_has_the_layout_of_table_1(runs: dict[str, Path]) -> None:
     ]
     table = write_comparison(evaluations, runs["tmp"] / "comparison")
     lines = table.splitlines()
-    assert lines[0] == "| multigrid-empty-8x8-N4 | WM | LAM | OC+LAM | FLAM |"
+    assert lines[0] == "| multigrid-empty-8x8-N4 | WM | LAM | LAPO-style | OC+LAM | FLAM |"
     psnr_row = next(line for line in lines if line.startswith("| PSNR, 1 step"))
     cells = [c.strip() for c in psnr_row.strip("|").split("|")][1:]
-    assert cells[1] == cells[2] == "-"  # no LAM or OC+LAM run given
+    assert cells[1] == cells[2] == cells[3] == "-"  # no LAM, LAPO-style or OC+LAM run given
     assert float(cells[0]) == pytest.approx(evaluations[1].scores.psnr_1step, abs=0.01)
-    assert float(cells[3]) == pytest.approx(evaluations[0].scores.psnr_1step, abs=0.01)
+    assert float(cells[4]) == pytest.approx(evaluations[0].scores.psnr_1step, abs=0.01)
     assert "WM's ΔPSNR" in table
     assert comparison_table([e.scores for e in evaluations]) == table
     for name in ["comparison.md", "comparison.json", "psnr_per_step.png", "rollouts.gif"]:

@@ -32,6 +32,10 @@ FLAG_OWNERS: dict[tuple[str, str], tuple[tuple[str, ...], str]] = {
         )
         for flag in ("--flam-run", "--lam-run", "--agents", "--methods", "--planner-episodes")
     },
+    ("agents.pipeline", "--action-kind"): (
+        ("bc_from_video", "benchmark_agents"),
+        "the latent-action family of the pipeline is chosen on those two command lines",
+    ),
     ("agents.planner", "--action-kind"): (
         ("train_lam",),
         "the planner needs a FLAM run trained with train_lam.py --action-kind fsq",
@@ -169,7 +173,7 @@ def test_flags_in_error_messages_exist_on_the_commands_that_print_them(
 
 def test_the_scan_sees_a_known_message() -> None:
     # The check above is not vacuous: it reads the flag of the frame-size refusal.
-    assert (None, "--device") in message_flags(ROOT / "latentrl" / "distributed.py")
+    assert ("train_*", "--device") in message_flags(ROOT / "latentrl" / "distributed.py")
     found = message_flags(ROOT / "latentrl" / "stages.py")
     assert ("train_tokenizer", "--frame-size") in found
     assert "latentrl.stages" in imports(ROOT / "experiments" / "train_lam.py", set(sources()))
