@@ -131,46 +131,6 @@ PRESETS: dict[str, Preset] = {
         stage=StageConfig(window=4),
         steps_by_model=(("lam", 1000), ("oclam", 1000), ("wm", 1000)),
     ),
-    "small": Preset(
-        data=DatasetSpec(
-            env="multigrid",
-            task="empty",
-            agents=4,
-            size=16,
-            tile_size=4,
-            policy="random",
-            repeat=1,
-            episodes=1000,
-            steps=48,
-        ),
-        tokenizer=TokenizerConfig(
-            encoder="patch", frame_size=64, stage_channels=(64, 64), z_channels=32
-        ),
-        tokenizer_train=TrainConfig(
-            steps=1000,
-            batch_size=64,
-            lr=3e-3,
-            warmup_steps=50,
-            eval_every=200,
-            checkpoint_every=200,
-            media_every=500,
-        ),
-        # K = agents + 8 (entity_sweep.slots_for keeps the 8 spare slots at other counts).
-        model=ModelConfig(num_slots=12, slot_iters=2, action_levels=(3, 3), action_norm=True),
-        train=TrainConfig(
-            steps=1200,
-            batch_size=32,
-            lr=1e-3,
-            warmup_steps=100,
-            eval_every=300,
-            checkpoint_every=300,
-            media_every=600,
-        ),
-        stage=StageConfig(window=4),
-        steps_by_model=(("lam", 1000), ("lapo", 1300), ("oclam", 1000), ("wm", 1000)),
-        lr_by_model=(("lam", 2e-3), ("lapo", 2e-3)),
-        model_by_kind=(("lam", JOINT_LATENT), ("lapo", JOINT_LATENT)),
-    ),
     "paper-multigrid": Preset(
         data=DatasetSpec(
             env="multigrid",
@@ -221,6 +181,16 @@ PRESETS: dict[str, Preset] = {
         model_by_kind=(("lam", JOINT_LATENT), ("lapo", JOINT_LATENT)),
     ),
 }
+
+
+# The tiny recipe on a 16x16-cell room (64 px frames, 256 tokens). K = agents + 8:
+# entity_sweep.slots_for keeps the 8 spare slots at other agent counts.
+_TINY = PRESETS["tiny"]
+PRESETS["small"] = dataclasses.replace(
+    _TINY,
+    data=dataclasses.replace(_TINY.data, size=16),
+    tokenizer=dataclasses.replace(_TINY.tokenizer, frame_size=64),
+)
 
 
 def get_preset(name: str) -> Preset:
