@@ -30,7 +30,7 @@ from latentrl.models import LatentActionModel, ModelConfig, build_model
 
 pytestmark = pytest.mark.slow
 
-AGENTS, SIZE, SLOTS, STEPS, TRAIN_STEPS = 2, 8, 8, 8, 400
+AGENTS, SIZE, SLOTS, STEPS, TRAIN_STEPS = 2, 8, 8, 8, 800
 PALETTE = np.array([[0, 0, 0], [100, 100, 100], [230, 40, 40], [40, 230, 40]], np.uint8)
 # Frames are drawn losslessly from codes, so a far pixel differs only where the model changed a
 # code away from the controlled entity. Allowed: half a cell (1/128 of the frame) per frame on
