@@ -30,7 +30,7 @@ from latentrl.models import LatentActionModel, ModelConfig, build_model
 
 pytestmark = pytest.mark.slow
 
-AGENTS, SIZE, SLOTS, STEPS, TRAIN_STEPS = 2, 8, 8, 8, 800
+AGENTS, SIZE, SLOTS, STEPS, TRAIN_STEPS = 2, 8, 8, 8, 400
 PALETTE = np.array([[0, 0, 0], [100, 100, 100], [230, 40, 40], [40, 230, 40]], np.uint8)
 # Frames are drawn losslessly from codes, so a far pixel differs only where the model changed a
 # code away from the controlled entity. Allowed: half a cell (1/128 of the frame) per frame on
@@ -80,6 +80,10 @@ def trained() -> tuple[LatentActionModel, CodeCache]:
     train, test = make_cache(range(200)), make_cache(range(1000, 1016))
     config = ModelConfig(
         num_slots=SLOTS,
+        # Learned initial slots: with seeded slots (the default) this 2-agent model on random
+        # code features left 0.027 and 0.013 of far pixels changed after 400 and 800 steps (2026-12-01),
+        # above the tolerance; not yet understood (docs/research/flam_seed_robustness.md).
+        slot_init="learned",
         slot_iters=2,
         action_levels=(3, 3),
         action_norm=True,

@@ -100,7 +100,7 @@ def test_evaluate_two_runs_writes_run_folders_and_a_comparison(model_runs: dict[
     for name in ["comparison.md", "comparison.json", "psnr_per_step.png", "rollouts.gif"]:
         assert (out / name).is_file(), name
     table = (out / "comparison.md").read_text()
-    assert "| WM | LAM | OC+LAM | FLAM |" in table
+    assert "| WM | LAM | LAPO-style | OC+LAM | FLAM |" in table
     assert "PSNR, 1 step" in table and "tokenizer ceiling" in table
     assert table.splitlines()[0] in res.stdout
 
