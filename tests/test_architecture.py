@@ -29,4 +29,17 @@ def test_no_module_of_ours_imports_experiments() -> None:
         for path in (ROOT / package).rglob("*.py"):
             text = path.read_text()
             assert "from experiments" not in text and "import experiments" not in text, path
-    assert sys.modules.get("experiments") is None
+    # Importing every module of ours in a fresh interpreter must not pull `experiments` in
+    # (this process cannot tell: other tests load entry scripts on purpose).
+    probe = (
+        "import importlib, pkgutil, sys\n"
+        "for pkg in ('latentrl', 'agents', 'envs'):\n"
+        "    root = importlib.import_module(pkg)\n"
+        "    for info in pkgutil.walk_packages(root.__path__, pkg + '.'):\n"
+        "        importlib.import_module(info.name)\n"
+        "assert not [m for m in sys.modules if m.split('.')[0] == 'experiments'], 'experiments'\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=False
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
