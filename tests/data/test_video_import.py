@@ -119,8 +119,12 @@ def test_non_square_frames_are_centre_cropped() -> None:
 
 
 @pytest.mark.parametrize("bad", ["not_a_video", "zero_frames", "mixed_resolutions", "other_file"])
-def test_bad_files_are_skipped_and_listed(tmp_path: Path, bad: str) -> None:
-    folder = write_folder(tmp_path / "videos")
+def test_bad_files_are_skipped_and_listed(
+    imported: tuple[Path, Path], tmp_path: Path, bad: str
+) -> None:
+    root, existing = imported
+    before = tree_digest(existing)
+    folder = write_folder(tmp_path / "more_videos")
     if bad == "not_a_video":
         (folder / "broken.mp4").write_bytes(b"this is not a video")
     elif bad == "zero_frames":
@@ -132,12 +136,13 @@ def test_bad_files_are_skipped_and_listed(tmp_path: Path, bad: str) -> None:
     skips: list[str] = []
     result = import_videos(
         folder,
-        "clips",
+        "more",
         CFG,
-        root=tmp_path / "data",
+        root=root,
         progress=False,
         on_skip=lambda s: skips.append(str(s)),
     )
+    assert tree_digest(existing) == before  # another import in the same root is untouched
     assert len(result.skipped) == 1 and skips == [str(result.skipped[0])]
     reason = result.skipped[0].reason
     expected = {
@@ -149,7 +154,7 @@ def test_bad_files_are_skipped_and_listed(tmp_path: Path, bad: str) -> None:
     assert expected in reason, reason
     assert "broken" in result.skipped[0].path or "notes" in result.skipped[0].path
     assert sum(result.episodes.values()) == 9  # the good videos all went in
-    meta = read_metadata("video/clips-v0", tmp_path / "data")["latentrl"]
+    meta = read_metadata("video/more-v0", root)["latentrl"]
     assert [s["path"] for s in meta["skipped"]] == [result.skipped[0].path]
 
 
