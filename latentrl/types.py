@@ -16,30 +16,6 @@ import torch
 from einops import rearrange
 
 
-class VideoBatch(NamedTuple):
-    """A batch of windows of ``t`` consecutive frames from one episode each.
-
-    Attributes:
-        frames: uint8 ``(b, t, h, w, c)``.
-        actions: int64 ``(b, t - 1, a)``: the joint action executed between frame ``i`` and
-            ``i + 1`` (``a`` = 1 for single-agent envs). ``None`` for action-free data.
-        positions: int64 ``(b, t, a, 2)``: per-agent grid cell ``(x, y)`` at each frame, used only
-            for evaluation (probes, slot-to-agent matching). ``None`` where unknown.
-    """
-
-    frames: torch.Tensor
-    actions: torch.Tensor | None = None
-    positions: torch.Tensor | None = None
-
-    def to(self, device: torch.device | str) -> VideoBatch:
-        """Return a copy with every tensor moved to ``device``."""
-        return VideoBatch(*(None if x is None else x.to(device, non_blocking=True) for x in self))
-
-    def without_labels(self) -> VideoBatch:
-        """The action-free view of this batch: what a latent action model may train on."""
-        return VideoBatch(frames=self.frames)
-
-
 def frames_to_float(frames: torch.Tensor) -> torch.Tensor:
     """uint8 ``(b, t, h, w, c)`` -> float ``(b, t, c, h, w)`` in [0, 1] (a new tensor)."""
     if frames.dtype != torch.uint8:

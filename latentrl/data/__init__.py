@@ -1,4 +1,4 @@
-"""Data layer: episodes -> lossless Minari datasets -> in-memory frame cache -> windows.
+"""Data layer: episodes -> lossless Minari datasets -> in-memory frame cache -> code windows.
 
 Modules (import from them directly; this package imports nothing, so that generation workers
 and scripts load only what they use):
@@ -12,8 +12,7 @@ and scripts load only what they use):
 * ``minari_io`` atomic, lossless Minari writing (``DatasetWriter``), reading (``DatasetReader``),
   ``list_datasets``, ``load_minari_dataset`` and the datasets root.
 * ``cache``     :class:`FrameCache`: datasets read into one uint8 ``(F, h, w, c)`` array.
-* ``windows``   windows of ``t`` frames that never cross episodes, as ``VideoBatch``;
-  the labelled-subset sampler.
+* ``windows``   where windows of ``t`` frames may start without crossing an episode.
 * ``bench``     dataset write/read throughput.
 * ``errors``    the exceptions, each message naming the problem and the fix.
 """

@@ -21,7 +21,7 @@ import numpy as np
 from latentrl.data.cache import FrameCache
 from latentrl.data.episode import Compression, deflate_module
 from latentrl.data.generate import GenerationSpec, PolicyFactory, UniformRandom, generate_episodes
-from latentrl.data.minari_io import DatasetWriter
+from latentrl.data.minari_io import write_dataset
 
 
 def _dir_bytes(path: str | os.PathLike[str]) -> int:
@@ -81,17 +81,16 @@ def bench_dataset_io(
     scratch = tempfile.mkdtemp(prefix="latentrl-bench-", dir=root)
     try:
         t0 = time.perf_counter()
-        with DatasetWriter(
+        written = write_dataset(
             "bench/io-v0",
+            encoded,
             frame_shape=raw[0].frames.shape[1:],
             action_space=action_space,
             root=scratch,
             compression=compression,
-        ) as writer:
-            for ep in encoded:
-                writer.add(ep)
+        )
         write_s = time.perf_counter() - t0
-        stored = _dir_bytes(writer.final_path)
+        stored = _dir_bytes(written)
 
         t0 = time.perf_counter()
         cache = FrameCache.load("bench/io-v0", scratch, threads=read_threads)

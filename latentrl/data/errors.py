@@ -23,9 +23,5 @@ class DatasetCorruptError(DatasetError, OSError):
     """A dataset's files cannot be read (truncated, half-written or not a latentrl dataset)."""
 
 
-class WindowTooLongError(DatasetError, ValueError):
-    """No episode is long enough for the requested window."""
-
-
 class FrameShapeMismatchError(DatasetError, ValueError):
     """Datasets loaded together have different frame shapes (or agent counts)."""

@@ -7,20 +7,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
-from torch.utils.data import DataLoader
 
 from latentrl.data.cache import FrameCache
 from latentrl.data.episode import Episode
-from latentrl.data.errors import FrameShapeMismatchError, WindowTooLongError
+from latentrl.data.errors import FrameShapeMismatchError
 from latentrl.data.generate import GenerationSpec, generate_dataset, generate_episodes
-from latentrl.data.windows import (
-    WindowDataset,
-    WindowSampler,
-    collate_windows,
-    gather_windows,
-    window_starts,
-)
+from latentrl.data.windows import window_starts
 from tests.data.conftest import DOTS_ID, PROCGEN_LIKE_ID
 
 DOTS = GenerationSpec(DOTS_ID, {"num_agents": 2, "vary_length": True}, max_steps=7)
@@ -58,55 +50,16 @@ def test_window_starts_by_hand() -> None:
 
 @pytest.mark.parametrize("window", [1, 2, 3, 4, 6, 9])
 def test_every_window_stays_in_one_episode(coded: FrameCache, window: int) -> None:
-    dataset = WindowDataset(coded, window)
-    assert len(dataset) == sum(max(n - window + 1, 0) for n in coded.episode_lengths)
-    batch = gather_windows(coded, dataset.starts, window)
-    values = batch.frames[:, :, 0, 0, 0].numpy().astype(int)  # 16 * episode + t
+    starts = window_starts(coded.episode_starts, window)
+    assert len(starts) == sum(max(n - window + 1, 0) for n in coded.episode_lengths)
+    idx = starts[:, None] + np.arange(window)
+    values = coded.frames[idx][:, :, 0, 0, 0].astype(int)  # 16 * episode + t
     episode, t = values // 16, values % 16
     assert (episode == episode[:, :1]).all()  # one episode per window
     assert (np.diff(t, axis=1) == 1).all()  # consecutive frames
     if window > 1:
-        np.testing.assert_array_equal(batch.actions[..., 0].numpy(), values[:, :-1])
-    np.testing.assert_array_equal(batch.positions[..., 0, 0].numpy(), values)
-
-
-def test_batch_types_and_shapes(coded: FrameCache) -> None:
-    batch = WindowSampler(coded, 4, batch_size=5, seed=0).sample()
-    assert batch.frames.shape == (5, 4, 4, 4, 3) and batch.frames.dtype == torch.uint8
-    assert batch.actions.shape == (5, 3, 2) and batch.actions.dtype == torch.int64
-    assert batch.positions.shape == (5, 4, 2, 2)
-    frames_only = WindowSampler(coded, 4, batch_size=2, labels=False).sample()
-    assert frames_only.actions is None and frames_only.positions is None
-
-
-def test_sampler_is_seeded(coded: FrameCache) -> None:
-    a = [WindowSampler(coded, 3, 8, seed=1).sample().frames for _ in range(2)]
-    b = WindowSampler(coded, 3, 8, seed=1)
-    c = WindowSampler(coded, 3, 8, seed=2)
-    assert torch.equal(a[0], b.sample().frames)
-    assert not torch.equal(b.sample().frames, c.sample().frames)
-
-
-def test_sampling_does_not_touch_the_cache(coded: FrameCache) -> None:
-    before = coded.frames.copy()
-    batch = WindowSampler(coded, 2, 4).sample()
-    batch.frames.zero_()
-    np.testing.assert_array_equal(coded.frames, before)
-
-
-def test_dataset_with_dataloader(coded: FrameCache) -> None:
-    dataset = WindowDataset(coded, 3)
-    loader = DataLoader(
-        dataset,
-        batch_size=4,
-        shuffle=True,
-        generator=torch.Generator().manual_seed(0),
-        collate_fn=collate_windows,
-    )
-    batches = list(loader)
-    assert sum(len(b.frames) for b in batches) == len(dataset)
-    assert batches[0].frames.shape[1:] == (3, 4, 4, 3)
-    assert batches[0].actions.shape[1:] == (2, 2)
+        np.testing.assert_array_equal(coded.actions[idx[:, :-1]][..., 0], values[:, :-1])
+    np.testing.assert_array_equal(coded.positions[idx][..., 0, 0], values)
 
 
 def test_load_matches_in_memory_episodes(root: Path) -> None:
@@ -128,9 +81,9 @@ def test_procgen_like_repeat_frames_are_dropped(root: Path) -> None:
     steps = [3 + s % 5 for s in range(5)]  # the env's episode lengths in actions
     assert cache.episode_lengths.tolist() == steps  # T + 1 frames minus the repeat
     assert cache.positions is None and cache.actions.shape == (sum(steps), 1)
-    batch = gather_windows(cache, window_starts(cache.episode_starts, 2), 2)
+    pairs = cache.frames[window_starts(cache.episode_starts, 2)[:, None] + np.arange(2)]
     # Every kept pair is a real transition: the flagged copy of the last frame is gone.
-    assert (batch.frames[:, 0] != batch.frames[:, 1]).flatten(1).any(1).all()
+    assert (pairs[:, 0] != pairs[:, 1]).reshape(len(pairs), -1).any(1).all()
 
 
 def test_several_datasets_in_one_cache(root: Path) -> None:
@@ -139,16 +92,6 @@ def test_several_datasets_in_one_cache(root: Path) -> None:
     cache = FrameCache.load(["test/dots-v0", "test/dots-v1"], root)
     assert cache.num_episodes == 5
     assert cache.episode_sources.tolist() == [[0, 0], [0, 1], [0, 2], [1, 0], [1, 1]]
-
-
-def test_window_longer_than_every_episode(root: Path) -> None:
-    generate_dataset("test/dots-v0", DOTS, range(3), root=root)  # 3, 4 and 5 frames
-    cache = FrameCache.load("test/dots-v0", root)
-    with pytest.raises(WindowTooLongError) as err:
-        WindowSampler(cache, 9, batch_size=2)
-    message = str(err.value)
-    for fragment in ("test/dots-v0", "9 frames", "3..5", "--steps"):
-        assert fragment in message
 
 
 def test_mismatched_frame_shapes(root: Path) -> None:
