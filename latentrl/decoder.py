@@ -27,7 +27,7 @@ real actions per agent; labels int64 ``(..., a)`` with -1 where unknown.
 Windows: each transition is encoded inside a window of ``window`` frames of its own episode that
 ends with it (the model's slots at ``t`` then carry ``window - 2`` frames of recursion); near an
 episode's start the window begins at the first frame instead. Training and labelling use the same
-rule (:func:`transition_windows`), so ``f`` sees the same kind of state in both.
+rule (:func:`window_start`), so ``f`` sees the same kind of state in both.
 """
 
 from __future__ import annotations
@@ -251,23 +251,13 @@ class ActionDecoder(nn.Module):
 
 
 # -- inputs ---------------------------------------------------------------------------------------
-def transition_windows(length: int, window: int) -> tuple[np.ndarray, np.ndarray]:
-    """Window start ``(length - 1,)`` and the transition's offset in it, for an episode.
+def window_start(local: np.ndarray, length: np.ndarray, window: int) -> np.ndarray:
+    """First frame (episode-relative) of the window that encodes transition ``local -> local+1``
+    in an episode of ``length`` frames (arrays of equal shape).
 
-    Transition ``f -> f+1`` of an episode of ``length`` frames is encoded in the window of
-    ``min(window, length)`` frames that ends with it, or the episode's first window when there are
-    too few earlier frames.
+    The window has ``min(window, length)`` frames and ends with the transition, or is the
+    episode's first window when there are too few earlier frames.
     """
-    if length < 2:
-        raise ValueError(f"an episode of {length} frame(s) has no transition")
-    f = np.arange(length - 1)
-    start = _window_start(f, np.full_like(f, length), window)
-    return start, f - start
-
-
-def _window_start(local: np.ndarray, length: np.ndarray, window: int) -> np.ndarray:
-    """First frame (episode-relative) of the window of transition ``local`` in an episode of
-    ``length`` frames (arrays of equal shape): the window ends with the transition if it can."""
     span = np.minimum(window, length)
     return np.clip(local - (span - 2), 0, length - span)
 
@@ -307,7 +297,7 @@ def transition_inputs(
         episode_starts: int64 ``(E + 1,)`` episode offsets.
         transitions: int ``(B,)`` cache frames ``f`` of the transitions ``f -> f+1`` (each
             inside an episode).
-        window: frames per encoding window (see :func:`transition_windows`).
+        window: frames per encoding window (see :func:`window_start`).
         chunk: windows encoded per forward pass.
 
     Returns:
@@ -322,7 +312,7 @@ def transition_inputs(
     if np.any(local >= length - 1):
         raise ValueError("a transition starts on an episode's last frame (no next frame)")
     span = np.minimum(window, length)
-    start = first + _window_start(local, length, window)
+    start = first + window_start(local, length, window)
     offset = transitions - start
     states: torch.Tensor | None = None
     actions: torch.Tensor | None = None
@@ -569,7 +559,6 @@ def label_actions(
     Returns:
         int64 ``(t - 1, a)`` (or ``(b, t - 1, a)``): the argmax action of every agent.
     """
-    decoder.check_model(model)
     codes_np = codes.cpu().numpy() if isinstance(codes, torch.Tensor) else np.asarray(codes)
     single = codes_np.ndim == 2
     if single:
@@ -577,20 +566,9 @@ def label_actions(
     if codes_np.ndim != 3:
         raise ValueError(f"expected codes (t, n) or (b, t, n), got shape {codes_np.shape}")
     b, t, _ = codes_np.shape
-    flat = rearrange(codes_np, "b t n -> (b t) n")
-    starts = np.arange(b + 1, dtype=np.int64) * t
-    transitions = (starts[:-1, None] + np.arange(t - 1)).reshape(-1)
-    states, actions = transition_inputs(model, flat, starts, transitions, decoder.window)
-    was_training = decoder.training
-    decoder.eval()
-    pred = torch.cat(
-        [
-            decoder(states[i : i + 1024], actions[i : i + 1024]).argmax(-1)
-            for i in range(0, len(states), 1024)
-        ]
-    )
-    decoder.train(was_training)
-    out = rearrange(pred.cpu().numpy().astype(np.int64), "(b t) a -> b t a", b=b)
+    cache = CodeCache(rearrange(codes_np, "b t n -> (b t) n"), np.arange(b + 1, dtype=np.int64) * t)
+    # label_cache puts -1 on each episode's last frame: drop that row.
+    out = rearrange(label_cache(model, decoder, cache), "(b t) a -> b t a", b=b)[:, :-1]
     return out[0] if single else out
 
 

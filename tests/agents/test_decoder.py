@@ -21,7 +21,7 @@ from latentrl.decoder import (
     label_actions,
     label_cache,
     train_decoder,
-    transition_windows,
+    window_start,
 )
 from latentrl.models import ModelConfig
 from latentrl.models.base import LatentActions, States
@@ -149,12 +149,12 @@ def test_held_out_accuracy_on_a_separate_cache_and_seeded_subset() -> None:
 
 
 def test_transition_windows_end_with_their_transition_inside_the_episode() -> None:
-    start, offset = transition_windows(length=6, window=3)
+    f = np.arange(5)  # the transitions of an episode of 6 frames
+    start = window_start(f, np.full_like(f, 6), 3)
     np.testing.assert_array_equal(start, [0, 0, 1, 2, 3])
-    np.testing.assert_array_equal(offset, [0, 1, 1, 1, 1])
-    start, offset = transition_windows(length=2, window=4)  # shorter than the window
+    np.testing.assert_array_equal(f - start, [0, 1, 1, 1, 1])  # the transition's offset
+    start = window_start(np.arange(1), np.full(1, 2), 4)  # shorter than the window
     np.testing.assert_array_equal(start, [0])
-    np.testing.assert_array_equal(offset, [0])
 
 
 @pytest.mark.parametrize("kind", ["flam", "lam", "oclam"])
