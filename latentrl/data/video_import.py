@@ -268,6 +268,40 @@ def import_videos(
     ids = video_dataset_ids(name)
     for dataset_id in ids.values():
         check_writable(dataset_id, root, overwrite)
+    sources, skipped = _decode_folder(folder, config, progress, on_skip)
+    rel = [str(v.path.relative_to(folder)) for v in sources]
+    assigned = assign_splits(rel, config.splits, config.seed)
+    by_split = {s: [i for i, a in enumerate(assigned) if a == s] for s in SPLITS}
+    videos = {s: [rel[i] for i in by_split[s]] for s in SPLITS if by_split[s]}
+    spec_meta = {
+        "env": "video",
+        "task": name,
+        "agents": 1,
+        "policy": "none",
+        "action_free": True,
+        "source_folder": str(folder.resolve()),
+        "import_config": dataclasses.asdict(config),
+        "skipped": [dataclasses.asdict(s) for s in skipped],
+        "dataset_spec": {"env": "video", "task": name, "frame_size": config.frame_size},
+    }
+    episodes = _write_splits(ids, by_split, sources, rel, spec_meta, name, config, root, overwrite)
+    if overwrite:
+        # Splits this import did not write would otherwise survive from the old import; removed
+        # only now that the new splits are in place.
+        for split, dataset_id in ids.items():
+            if split not in episodes and dataset_exists(dataset_id, root):
+                shutil.rmtree(resolve_root(root) / dataset_id, ignore_errors=True)
+    return ImportResult({k: ids[k] for k in episodes}, episodes, videos, skipped)
+
+
+def _decode_folder(
+    folder: Path,
+    config: ImportConfig,
+    progress: bool,
+    on_skip: Callable[[Skipped], None] | None,
+) -> tuple[list[SourceVideo], list[Skipped]]:
+    """Decode every video under ``folder``; unusable files become listed skips. Raises
+    :class:`NoVideosError` (naming every skipped file) when nothing is usable."""
     paths, skipped = find_videos(folder)
     for s in skipped:
         if on_skip:
@@ -300,25 +334,25 @@ def import_videos(
             f"Files skipped:\n  {listing}\nFix: put readable video files in the folder. Nothing "
             "was written."
         )
-    rel = [str(v.path.relative_to(folder)) for v in sources]
-    assigned = assign_splits(rel, config.splits, config.seed)
-    by_split = {s: [i for i, a in enumerate(assigned) if a == s] for s in SPLITS}
-    episodes = {s: 0 for s in SPLITS}
-    videos = {s: [rel[i] for i in by_split[s]] for s in SPLITS if by_split[s]}
-    spec_meta = {
-        "env": "video",
-        "task": name,
-        "agents": 1,
-        "policy": "none",
-        "action_free": True,
-        "source_folder": str(folder.resolve()),
-        "import_config": dataclasses.asdict(config),
-        "skipped": [dataclasses.asdict(s) for s in skipped],
-        "dataset_spec": {"env": "video", "task": name, "frame_size": config.frame_size},
-    }
+    return sources, skipped
+
+
+def _write_splits(
+    ids: dict[str, str],
+    by_split: dict[str, list[int]],
+    sources: list[SourceVideo],
+    rel: list[str],
+    spec_meta: dict[str, Any],
+    name: str,
+    config: ImportConfig,
+    root: str | os.PathLike[str] | None,
+    overwrite: bool,
+) -> dict[str, int]:
+    """Write the split datasets, each cut into episodes; returns episodes per written split.
+    Every split's writer stays open until all are written, so one failure discards them all."""
     s = config.frame_size
+    episodes: dict[str, int] = {}
     with contextlib.ExitStack() as stack:
-        # Every split's writer stays open until all are written: one failure discards them all.
         writers = {}
         for split, members in by_split.items():
             if not members:
@@ -347,21 +381,14 @@ def import_videos(
                     overwrite=overwrite,
                 )
             )
+            episodes[split] = 0
             for i in members:
                 for piece in episodes_of(
                     sources[i].frames, config.episode_frames, config.min_frames
                 ):
                     writers[split].add(_episode(piece, seed=episodes[split]))
                     episodes[split] += 1
-    if overwrite:
-        # Splits this import did not write would otherwise survive from the old import; removed
-        # only now that the new splits are in place.
-        for split, dataset_id in ids.items():
-            if split not in writers and dataset_exists(dataset_id, root):
-                shutil.rmtree(resolve_root(root) / dataset_id, ignore_errors=True)
-    return ImportResult(
-        {k: ids[k] for k in writers}, {k: episodes[k] for k in writers}, videos, skipped
-    )
+    return episodes
 
 
 # -- reading back ---------------------------------------------------------------------------------
