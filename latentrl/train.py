@@ -152,6 +152,11 @@ def train(
     ``stop_after`` ends this call early (as if killed) for resume tests and time budgets.
     ``checkpoint_state()`` adds JSON-able entries to each checkpoint's state (a stage's curve
     and wall time so far, read back on resume: :func:`latentrl.checkpoint.read_state`).
+
+    Over 80 lines on purpose: the order of sampling, stepping, logging, evaluating and
+    checkpointing inside the loop is the exact-resume contract (a resumed run draws the same
+    batches and reaches the same losses), so the loop is kept whole rather than split across
+    helpers that would hide that order.
     """
     device = info.device
     model.to(device)
