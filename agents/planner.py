@@ -323,9 +323,9 @@ class LatentPlanner:
         self._gen = torch.Generator().manual_seed(0 if seed is None else seed)
 
     @torch.no_grad()
-    def _encode(self, obs: np.ndarray) -> torch.Tensor:
-        """Frame -> states ``(1, k, d_s)``, slots carried over from the last step so that slot
-        k keeps its entity."""
+    def encode(self, obs: np.ndarray) -> torch.Tensor:
+        """Frame -> states ``(1, k, d_s)``, slots carried over from the last step of the episode
+        (:meth:`act`) so that slot k keeps its entity; does not itself advance the episode."""
         size = self.tokenizer.config.frame_size
         if obs.shape != (size, size, self.tokenizer.config.channels):
             raise ValueError(
@@ -342,7 +342,7 @@ class LatentPlanner:
         return state
 
     @torch.no_grad()
-    def _null_actions(self, state: torch.Tensor) -> torch.Tensor:
+    def null_actions(self, state: torch.Tensor) -> torch.Tensor:
         """Latent actions ``(1, k', d_a)`` the model infers for 'nothing moves': the states
         ``(1, k, d_s)`` followed by themselves. (Re-encoding the same frame instead lets slot
         attention shift the centroids a little, which the IDM can read as a move.)"""
@@ -370,7 +370,7 @@ class LatentPlanner:
         return PlanGoal(image, null, entities=entities, slots=slots)
 
     @torch.no_grad()
-    def _score(self, state: torch.Tensor, actions: torch.Tensor, goal: PlanGoal) -> torch.Tensor:
+    def score(self, state: torch.Tensor, actions: torch.Tensor, goal: PlanGoal) -> torch.Tensor:
         """Goal distance ``(b,)`` after repeating latent actions ``(b, k', d_a)`` for
         ``horizon`` steps from ``state`` ``(1, k, d_s)``."""
         cur = repeat(state, "1 k d -> b k d", b=actions.shape[0])
@@ -409,14 +409,14 @@ class LatentPlanner:
         k = null.shape[1]
         if self.config.search == "joint" or k == 1:
             candidates = repeat(self.codebook, "c d -> c k d", k=k)
-            return candidates[self._score(state, candidates, goal).argmin()][None]
+            return candidates[self.score(state, candidates, goal).argmin()][None]
         chosen = null.clone()
         groups = self.entity_groups(state)
         active = self.acting_slots(state, null)
         for _ in range(self.config.sweeps):
-            current = self._score(state, chosen, goal)[0]
+            current = self.score(state, chosen, goal)[0]
             scores = rearrange(
-                self._score(state, self.single_swaps(chosen, groups), goal), "(s j) -> s j", s=k
+                self.score(state, self.single_swaps(chosen, groups), goal), "(s j) -> s j", s=k
             )
             scores = scores.masked_fill(~active[:, None], float("inf"))
             best, pick = scores.min(dim=1)
@@ -497,7 +497,7 @@ class LatentPlanner:
         # most confident reading of that action.
         plans[torch.arange(a), base] = null[0]
         plans = rearrange(plans, "a v k d -> (a v) k d")
-        scores = rearrange(self._score(state, plans, goal), "(a v) -> a v", a=a, v=v)
+        scores = rearrange(self.score(state, plans, goal), "(a v) -> a v", a=a, v=v)
         if escape and self.config.escape_temperature > 0:
             probs = (-scores / self.config.escape_temperature).softmax(-1)
             return torch.multinomial(probs, 1, generator=self._gen)[:, 0].numpy()
@@ -640,8 +640,8 @@ class LatentPlanner:
                 "the planner needs the goal image in info['goal_frame']: wrap the env in "
                 "agents.goal.GoalFrame"
             )
-        state = self._encode(obs)
-        null = self._null_actions(state)
+        state = self.encode(obs)
+        null = self.null_actions(state)
         goal = self.goal_of(obs, state, null, info["goal_frame"])
         self._state = state
         if self.config.search == "cem":
