@@ -29,9 +29,9 @@ UNIFORM_CE = 2 * math.log(4)
 
 def near_uniform(ce: float) -> bool:
     """An untrained predictor's token cross-entropy: about that of a uniform guess (its random
-    logits add a little, measured 1.02-1.29x over seeds); a model that leaks the target or whose
-    logits blow up at initialisation lands far outside."""
-    return 0.9 * UNIFORM_CE <= ce <= 1.4 * UNIFORM_CE
+    logits add a little, measured 1.01-1.30x over seeds 0-2); a model that leaks the target or
+    whose logits blow up at initialisation lands far outside."""
+    return 0.9 * UNIFORM_CE <= ce <= 1.35 * UNIFORM_CE
 
 
 TINY = ModelConfig(
