@@ -88,8 +88,7 @@ class BCConfig:
     escape_temperature: float = opt(
         3.0,
         "escape: softmax temperature of the draw on a repeated frame (> 1 flattens the policy, "
-        "so a blocked agent tries the detours it ranks low; 3 was best of 1-4 on validation "
-        "seeds with 4 agents)",
+        "so a blocked agent tries the detours it ranks low; docs/research/bc_acting.md)",
     )
     seed: int = opt(0, "seed of the initial weights and the batch order")
 

@@ -32,19 +32,19 @@ code improves on the current plan takes it (``sweeps`` rounds); the combined pla
 real actions afterwards. Only *acting* slots are searched, those whose code can change a decoded
 real action (:meth:`LatentPlanner.acting_slots`), and slots on one entity switch together
 (:meth:`LatentPlanner.entity_groups`). Its weakness is that last decoding: a combination of
-changed slots can decode into something else than each change alone (on the benchmark's
-4-agent FLAM it solved 0 of 20 episodes against the controller's 12;
-``docs/research/planner_slot_score.md``). ``search="joint"`` scores
-every one of the C codes of a scene-level model (LAM has one latent action).
+changed slots can decode into something else than each change alone, which the controller
+search avoids by scoring exactly what it executes (``docs/research/planner_slot_score.md``).
+``search="joint"`` scores every one of the C codes of a scene-level model (LAM has one latent
+action).
 
 Score (``score="slots"``, the default): in slot space. Each entity of the goal image (an agent,
 found by its colour: :mod:`agents.entities`) stands somewhere in the current frame; its slot is
 the one whose centroid is nearest. A candidate's score is the sum over entities of the distance
 from (where the entity stands + its slot's predicted centroid displacement) to where the entity
 is in the goal image. The forward dynamics predict each slot's displacement from its own latent
-action (FLAM's positional slots), so nothing is decoded to pixels. Measured on the benchmark's
-saved FLAMs with every other setting at its default (20 episodes each): 1 agent, pixel score
-13 solved and slot score 20; 4 agents, 0 and 12 (random play 0).
+action (FLAM's positional slots), so nothing is decoded to pixels, and a world model that draws
+an agent badly (say, on its own goal tile, which random play rarely shows) does not turn the
+winning move into "agent lost" (``docs/research/planner_slot_score.md``).
 
 ``score="pixels"`` (:func:`goal_distance`): the predicted frame is decoded to pixels, split into
 one plane per colour of the goal image, and compared with the goal by how far each colour's
@@ -119,7 +119,7 @@ class PlannerConfig:
         "predicted",
         "cem's slot score reads each slot's predicted centroid (the FDM's move head), or the "
         "centroid of its attention when the predicted frame is re-encoded (for a model whose "
-        "move head is flat, e.g. the 2-agent FLAM of the benchmark)",
+        "move head is flat: docs/research/planner_cem.md)",
     )
     entity_slots: Literal["acting", "nearest"] = opt(
         "acting",
@@ -213,8 +213,7 @@ def goal_distance(frames: torch.Tensor, goal: torch.Tensor, sigma_px: float) -> 
     of different colours apart (in plain RGB an agent on another's goal blends into a blob that
     resembles the goal picture), and the centroid term keeps a slope at any distance, where a
     blurred pixel difference saturates beyond a few blur widths and leaves a greedy search on a
-    plateau (measured with the true simulator as the model, 4 agents: 10-15% success with blurred
-    RGB differences).
+    plateau (``docs/research/planner_slot_score.md``).
     """
     palette = goal_palette(goal)
     cur, tgt = colour_planes(frames, palette), colour_planes(goal[None], palette)
@@ -324,9 +323,9 @@ class LatentPlanner:
         self._gen = torch.Generator().manual_seed(0 if seed is None else seed)
 
     @torch.no_grad()
-    def _encode(self, obs: np.ndarray) -> torch.Tensor:
-        """Frame -> states ``(1, k, d_s)``, slots carried over from the last step so that slot
-        k keeps its entity."""
+    def encode(self, obs: np.ndarray) -> torch.Tensor:
+        """Frame -> states ``(1, k, d_s)``, slots carried over from the last step of the episode
+        (:meth:`act`) so that slot k keeps its entity; does not itself advance the episode."""
         size = self.tokenizer.config.frame_size
         if obs.shape != (size, size, self.tokenizer.config.channels):
             raise ValueError(
@@ -343,7 +342,7 @@ class LatentPlanner:
         return state
 
     @torch.no_grad()
-    def _null_actions(self, state: torch.Tensor) -> torch.Tensor:
+    def null_actions(self, state: torch.Tensor) -> torch.Tensor:
         """Latent actions ``(1, k', d_a)`` the model infers for 'nothing moves': the states
         ``(1, k, d_s)`` followed by themselves. (Re-encoding the same frame instead lets slot
         attention shift the centroids a little, which the IDM can read as a move.)"""
@@ -371,7 +370,7 @@ class LatentPlanner:
         return PlanGoal(image, null, entities=entities, slots=slots)
 
     @torch.no_grad()
-    def _score(self, state: torch.Tensor, actions: torch.Tensor, goal: PlanGoal) -> torch.Tensor:
+    def score(self, state: torch.Tensor, actions: torch.Tensor, goal: PlanGoal) -> torch.Tensor:
         """Goal distance ``(b,)`` after repeating latent actions ``(b, k', d_a)`` for
         ``horizon`` steps from ``state`` ``(1, k, d_s)``."""
         cur = repeat(state, "1 k d -> b k d", b=actions.shape[0])
@@ -386,9 +385,8 @@ class LatentPlanner:
             assert goal.entities is not None and goal.slots is not None
             move = predicted[:, goal.slots, -2:] - state[:, goal.slots, -2:]
             # A slot at its null action stays where it is: the learned centroid move of the
-            # null code need not be zero (measured: 0.63 cells sideways on one 1-agent FLAM,
-            # more than its "right" code's 0.22), and it would make standing still look like
-            # progress.
+            # null code need not be zero (it can exceed a real move's), and it would make
+            # standing still look like progress (docs/research/planner_slot_score.md).
             held = (actions[:, goal.slots] == goal.null[:, goal.slots]).all(dim=-1)
             move = move.masked_fill(held[..., None], 0.0)
             return (goal.entities.now + move - goal.entities.target).norm(dim=-1).sum(-1)
@@ -411,14 +409,14 @@ class LatentPlanner:
         k = null.shape[1]
         if self.config.search == "joint" or k == 1:
             candidates = repeat(self.codebook, "c d -> c k d", k=k)
-            return candidates[self._score(state, candidates, goal).argmin()][None]
+            return candidates[self.score(state, candidates, goal).argmin()][None]
         chosen = null.clone()
         groups = self.entity_groups(state)
         active = self.acting_slots(state, null)
         for _ in range(self.config.sweeps):
-            current = self._score(state, chosen, goal)[0]
+            current = self.score(state, chosen, goal)[0]
             scores = rearrange(
-                self._score(state, self.single_swaps(chosen, groups), goal), "(s j) -> s j", s=k
+                self.score(state, self.single_swaps(chosen, groups), goal), "(s j) -> s j", s=k
             )
             scores = scores.masked_fill(~active[:, None], float("inf"))
             best, pick = scores.min(dim=1)
@@ -499,7 +497,7 @@ class LatentPlanner:
         # most confident reading of that action.
         plans[torch.arange(a), base] = null[0]
         plans = rearrange(plans, "a v k d -> (a v) k d")
-        scores = rearrange(self._score(state, plans, goal), "(a v) -> a v", a=a, v=v)
+        scores = rearrange(self.score(state, plans, goal), "(a v) -> a v", a=a, v=v)
         if escape and self.config.escape_temperature > 0:
             probs = (-scores / self.config.escape_temperature).softmax(-1)
             return torch.multinomial(probs, 1, generator=self._gen)[:, 0].numpy()
@@ -522,9 +520,8 @@ class LatentPlanner:
         Score: the mean over the ``H`` steps of the sum over entities of the distance from (where
         the entity stands + its slot's centroid displacement) to its goal, the displacement
         measured against the rollout in which every agent keeps its held action. That reference
-        cancels the centroid move the model predicts for standing still (not zero in general:
-        0.63 cells on one 1-agent FLAM), so holding still never looks like progress, for
-        discrete and continuous latents alike.
+        cancels the centroid move the model predicts for standing still (not zero in general),
+        so holding still never looks like progress, for discrete and continuous latents alike.
         """
         assert self.controller is not None and goal.entities is not None
         assert goal.slots is not None
@@ -643,8 +640,8 @@ class LatentPlanner:
                 "the planner needs the goal image in info['goal_frame']: wrap the env in "
                 "agents.goal.GoalFrame"
             )
-        state = self._encode(obs)
-        null = self._null_actions(state)
+        state = self.encode(obs)
+        null = self.null_actions(state)
         goal = self.goal_of(obs, state, null, info["goal_frame"])
         self._state = state
         if self.config.search == "cem":

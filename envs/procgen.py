@@ -36,8 +36,8 @@ without completing the level is reported as truncated, every other ending as ter
 on the very step of the timeout is indistinguishable and is reported as truncated. No
 ``TimeLimit`` wrapper is registered: procgen's own timeouts are the limit.
 
-Importing this module does not import procgen or gym3 (that costs about 4 s the first time, to
-load the sprite assets); they are loaded in the constructor.
+Importing this module does not import procgen or gym3 (the first import loads the sprite assets,
+which takes seconds); they are loaded in the constructor.
 """
 
 from __future__ import annotations
@@ -129,9 +129,9 @@ class ProcgenEnv(gym.Env[np.ndarray, int]):
 
     ## Observation space
     ``Box(0, 255, (S, S, 3), uint8)`` with ``S = frame_size``. At 64 the frame is procgen's native
-    observation (10k-20k steps/s measured on a busy 2-core machine). Any other size is procgen's
-    anti-aliased 512 px render box-filtered down to ``S``; that render alone costs about 1.5 ms a
-    step, so expect about 400-1000 steps/s at 128 px.
+    observation, the fast path. Any other size is procgen's anti-aliased 512 px render
+    box-filtered down to ``S``; rendering at 512 px dominates such a step, so it is much slower
+    (figures: docs/research/env_speed.md, ``experiments/bench_envs.py``).
 
     ## Rewards
     procgen's game rewards, unchanged (typically 10 for completing a level).
@@ -257,7 +257,7 @@ class ProcgenEnv(gym.Env[np.ndarray, int]):
         from PIL import Image
 
         # Area average (box filter): thin sprites do not alias. Pillow's integer-factor reduce is
-        # 3x faster than resize (0.4 vs 1.1 ms at 512 -> 128) and 30x faster than numpy's mean.
+        # the cheapest way found (faster than resize and numpy's mean: docs/research/env_speed.md).
         image = Image.fromarray(rgb512)
         factor, rest = divmod(RENDER_SIZE, self.frame_size)
         if rest == 0:
@@ -388,7 +388,7 @@ def bench_procgen(game: str, frame_size: int = NATIVE_SIZE, seconds: float = 2.0
         start = time.perf_counter()
         deadline = start + seconds
         while True:
-            # Check the clock once per 64 steps so that timing does not dominate at ~50k steps/s.
+            # Check the clock once per 64 steps so that timing does not dominate a fast env step.
             for action in actions:
                 _, _, terminated, truncated, _ = env.step(action)
                 if terminated or truncated:

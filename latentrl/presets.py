@@ -103,7 +103,8 @@ PRESETS: dict[str, Preset] = {
             steps=48,
         ),
         # Patch encoder: a token sees only its own cell, so codes change only where an agent
-        # moved (IMPALA's overlapping field changed 48% of tokens per frame; 30 dB vs 42 dB).
+        # moved; IMPALA's overlapping field changes the codes of neighbouring cells too
+        # (docs/research/flam_library_tuning.md).
         tokenizer=TokenizerConfig(
             encoder="patch", frame_size=32, stage_channels=(64, 64), z_channels=32
         ),
@@ -117,7 +118,7 @@ PRESETS: dict[str, Preset] = {
             media_every=500,
         ),
         # Batch-normalised FSQ inputs: without them a seed could leave its codes on one value
-        # for every slot (1-agent FLAM at chance on the probe for 1900 steps, seed 0).
+        # for every slot (docs/research/flam_goal_action_norm.md).
         model=ModelConfig(num_slots=12, slot_iters=2, action_levels=(3, 3), action_norm=True),
         train=TrainConfig(
             steps=1200,

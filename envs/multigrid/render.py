@@ -160,8 +160,8 @@ class SpriteRenderer:
         rows[ys, :, xs] = tiles[:, None] * self.tile_size + self._row_offsets
         height, tile_size, width = rows.shape
         frame = np.take(self._rows, rows.reshape(-1), axis=0)  # (h th w) (tw c)
-        # "(h th w) (tw c) -> (h th) (w tw) c" is a pure view; einops would spend about 10 us
-        # parsing it, a third of the whole frame, so numpy's reshape does it.
+        # "(h th w) (tw c) -> (h th) (w tw) c" is a pure view; parsing it with einops would cost
+        # a sizeable share of the whole frame (docs/research/env_speed.md), so numpy reshapes.
         return frame.reshape(height * tile_size, width * tile_size, 3)
 
 

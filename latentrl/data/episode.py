@@ -36,7 +36,7 @@ COMPRESSIONS: tuple[str, ...] = ("gzip", "none")
 
 @functools.cache
 def deflate_module() -> ModuleType:
-    """``isal.isal_zlib`` where installed (same zlib streams, about 3x faster), else ``zlib``.
+    """``isal.isal_zlib`` where installed (same zlib streams, faster to write), else ``zlib``.
 
     Both write standard zlib streams that HDF5's gzip filter (and either module) decodes; the
     compressed bytes differ between the two, the decoded frames never do.

@@ -53,8 +53,8 @@ class PixelIDM(nn.Module):
         h = self.encoder(rearrange(stacked, "b t c h w -> (b t) c h w"))
         # Global average over the pooled map: the latent sums what happened in each place
         # (which sprite moved how) without saying where, which the forward model knows from
-        # frame t. With a flattened map (tried first) the code named moves by location, and a
-        # per-agent read-out of the code alone stayed at chance (probe 0.35, val loss 0.64).
+        # frame t. With a flattened map the code names moves by location, and a per-agent
+        # read-out of the code alone stays at chance (P2 in docs/research/strong_lam.md).
         h = self.head(h.mean(dim=(-2, -1)))
         return self.bottleneck(rearrange(h, "(b t) d -> b t 1 d", b=b))
 

@@ -125,8 +125,13 @@ def test_train_controller_on_real_models_of_every_family(kind: str, family: str)
     decoder, _ = train_decoder(model, cache, labels, progress=False)
     cfg = ControllerConfig(steps=5, d_model=16, heads=2, blocks=1)
     controller, report = train_controller(model, decoder, cache, labels, cfg, progress=False)
-    for value in (report.decoded_accuracy, report.token_error, report.inferred_token_error):
-        assert 0.0 <= value <= 1.0
+    assert 0.0 <= report.decoded_accuracy <= 1.0
+    # Codes and actions are uniform random and independent: a prediction meets the true next
+    # code by chance (1 in 16: error 15/16, measured 0.927-0.940 over the 6 cases), and no
+    # latent inferred from the codes tells the actions (chance 0.2, measured 0.13-0.17).
+    assert report.token_error == pytest.approx(15 / 16, abs=0.05)
+    assert report.inferred_token_error == pytest.approx(15 / 16, abs=0.05)
+    assert report.inferred_decoded_accuracy <= 0.5
     assert report.labelled_transitions == round(0.5 * episodes * (length - 1))
     assert controller.discrete == (family == "fsq")
     states, inferred = decoder_inputs(

@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import torch
+
+from latentrl.data.cache import FrameCache
+from latentrl.tokenizer import load_tokenizer
+from latentrl.types import frames_to_float
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY_DATA = ["--data-episodes", "12", "--data-steps", "12", "--workers", "1"]
@@ -77,8 +83,17 @@ def test_tokenizer_run_folder(tokenizer_run: Path) -> None:
     assert list((tokenizer_run / "tensorboard").glob("events.*"))
     assert list((tokenizer_run / "media").glob("reconstruction_*.gif"))
     results = json.loads((tokenizer_run / "results.json").read_text())
-    assert results["psnr"]["val"] > 5.0
     assert results["codebook_used"] >= 1
+    # The reported PSNR is the saved tokenizer's on the val split, recomputed here, and it beats
+    # an all-black frame (6 steps, 2-core CPU: 11.34 dB against 10.89; a mid-grey frame: 8.54).
+    val = FrameCache.load(results["datasets"]["val"], tokenizer_run.parents[1] / "data").frames
+    x = frames_to_float(torch.from_numpy(val)[None])[0]
+    with torch.no_grad():
+        recon = load_tokenizer(tokenizer_run)(x)[0].clamp(0, 1)
+    psnr = -10 * math.log10(float((recon - x).square().mean()))
+    black = -10 * math.log10(float(x.square().mean()))
+    assert results["psnr"]["val"] == pytest.approx(psnr, abs=1e-3)
+    assert psnr > black, (psnr, black)
 
 
 @pytest.mark.parametrize("model", ["flam", "lam", "oclam", "wm"])

@@ -149,8 +149,20 @@ def test_probe_on_a_real_model_and_errors() -> None:
     batch = random_batch(b=4, t=3)
     result = probe(model, batch, cell_px=8, token_px=8)
     assert model.training  # restored
-    assert 0.0 <= result.accuracy <= 1.0 and 0.0 <= result.own_slot <= 1.0
+    # The figures of this model and batch, recomputed from their definitions.
     assert len(result.per_agent) == 2
+    assert result.accuracy == pytest.approx(sum(result.per_agent) / 2)
+    held_out = batch.actions[2:]  # the second half of the 4 windows is scored
+    shares = [
+        torch.bincount(held_out[..., j].flatten()).max() / held_out[..., j].numel() for j in (0, 1)
+    ]
+    assert result.chance == pytest.approx(float(sum(shares)) / 2)
+    _, match = latent_features(model, batch, cell_px=8, token_px=8)
+    assert match is not None
+    assert (result.own_slot, result.same_slot) == pytest.approx(binding_metrics(match))
+    assert result.samples == batch.actions.numel()
+    # Each agent's accuracy is a share of its 2 x 2 held-out transitions.
+    assert all(round(4 * a) == pytest.approx(4 * a) for a in result.per_agent)
     with pytest.raises(ValueError, match="true actions"):
         probe(model, batch._replace(actions=None), 8, 8)
     with pytest.raises(ValueError, match="positions"):

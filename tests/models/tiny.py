@@ -7,6 +7,7 @@ Codebook of 16 codes (sub-tokens 4 x 4) with 8-dim features, a 4 x 4 token grid,
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any
 
 import torch
@@ -22,6 +23,16 @@ SLOTS = 3
 AGENTS = 2
 ACTIONS = 5
 KINDS = ("flam", "lam", "lapo", "oclam", "wm")
+UNIFORM_CE = 2 * math.log(4)
+"""Cross-entropy of a uniform guess over the sub-tokens (4 x 4): an untrained model's level."""
+
+
+def near_uniform(ce: float) -> bool:
+    """An untrained predictor's token cross-entropy: about that of a uniform guess (its random
+    logits add a little, measured 1.01-1.30x over seeds 0-2); a model that leaks the target or
+    whose logits blow up at initialisation lands far outside."""
+    return 0.9 * UNIFORM_CE <= ce <= 1.35 * UNIFORM_CE
+
 
 TINY = ModelConfig(
     d_model=32,

@@ -18,7 +18,7 @@ from latentrl.distributed import DistInfo
 from latentrl.models import LatentActionModel
 from latentrl.train import TrainConfig, lr_factor, step_seed, train
 from latentrl.types import CodeBatch
-from tests.models.tiny import CODEBOOK, TOKENS, tiny_model
+from tests.models.tiny import CODEBOOK, TOKENS, UNIFORM_CE, tiny_model
 
 CPU = DistInfo(0, 1, torch.device("cpu"))
 CONFIG = TrainConfig(
@@ -60,8 +60,16 @@ def params(m: torch.nn.Module) -> dict[str, torch.Tensor]:
 def test_kill_and_resume_reproduces_the_uninterrupted_losses(tmp_path: Path) -> None:
     full_model = model()
     full = train(full_model, sample, CONFIG, tmp_path / "full", CPU)
-    assert len(full.losses) == 12 and all(math.isfinite(x) for x in full.losses)
+    assert len(full.losses) == 12
     assert full.losses[0] != full.losses[1]  # the batch and the weights change every step
+    # The codes are random: the best prediction is the uniform guess, which 12 steps reach from
+    # the initial weights' worse one (measured on seeds 0-2: 3.07-3.17 -> 2.77-2.79 nats).
+    held_out = CACHE.sample(3, 32, torch.Generator().manual_seed(99))
+    with torch.no_grad():
+        before = model().eval().loss(held_out)[1]["token_ce_step1"].item()
+        after = full_model.eval().loss(held_out)[1]["token_ce_step1"].item()
+    full_model.train()
+    assert after < 0.95 * before and after == pytest.approx(UNIFORM_CE, abs=0.08), (before, after)
 
     run = tmp_path / "split"
     first = train(model(), sample, CONFIG, run, CPU, stop_after=6)
