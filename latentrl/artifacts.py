@@ -36,7 +36,8 @@ from typing import Any, ClassVar, TypeVar
 
 import torch
 
-from latentrl.config import from_dict
+from latentrl.checkpoint import save_weights
+from latentrl.config import from_dict, to_json
 from latentrl.data.codes import CodeCache
 from latentrl.data.recipes import DatasetSpec
 from latentrl.errors import ArtifactError
@@ -278,6 +279,12 @@ class TokenizerRun(_Run):
 
     def load_tokenizer(self, device: torch.device | str = "cpu") -> Tokenizer:
         return load_tokenizer(self.path, device)
+
+    def save_tokenizer(self, tok: Tokenizer) -> None:
+        """``tokenizer/``: its config and weights (what :meth:`load_tokenizer` reads)."""
+        self.tokenizer_dir.mkdir(exist_ok=True)
+        (self.tokenizer_dir / CONFIG).write_text(to_json(tok.config))
+        save_weights(tok, self.tokenizer_dir / "model.safetensors")
 
     def codes_path(self, split: str) -> Path:
         """Where ``split``'s code indices are (``codes/<split>.safetensors``)."""

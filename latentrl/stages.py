@@ -24,8 +24,8 @@ import torch
 from torch.utils.tensorboard import SummaryWriter
 
 from latentrl.artifacts import ModelRun, TokenizerRun
-from latentrl.checkpoint import read_state, save_weights
-from latentrl.config import from_dict, to_json
+from latentrl.checkpoint import read_state
+from latentrl.config import from_dict
 from latentrl.data.cache import FrameCache
 from latentrl.data.codes import CodeCache, encode_cache
 from latentrl.data.device_codes import DeviceCodes
@@ -178,9 +178,7 @@ def train_tokenizer_stage(
     if not info.is_main:
         barrier(info)  # until rank 0 has written the weights, codes and results
         return artifact
-    artifact.tokenizer_dir.mkdir(exist_ok=True)
-    (artifact.tokenizer_dir / "config.json").write_text(to_json(tok_cfg))
-    save_weights(tok, artifact.tokenizer_dir / "model.safetensors")
+    artifact.save_tokenizer(tok)
     psnr = {split: _psnr(tok, cache.frames[:2048], info.device) for split, cache in caches.items()}
     for split, cache in caches.items():
         encode_cache(tok, cache, info.device).save(artifact.codes_path(split))
