@@ -46,7 +46,7 @@ def main() -> None:
     if args["episodes"] < 1:
         sys.exit(f"error: --episodes {args['episodes']}: evaluate at least one episode")
     results = run.results()
-    tokenizer_run = run.tokenizer_run()
+    tokenizer_run = run.tokenizer_run
     data = tokenizer_run.data()
     config = override(PlannerConfig(), args, prefix="planner")
     try:

@@ -495,7 +495,9 @@ class PipelineRun:
         """The model run of ``kind`` whose decoder this run trained."""
         return ModelRun(Path(str(self.results()["model_runs"][kind])))
 
+    @property
     def tokenizer_run(self) -> TokenizerRun:
+        """The tokenizer run of the pipeline's models."""
         return TokenizerRun(Path(str(self.results()["tokenizer_run"])))
 
 
