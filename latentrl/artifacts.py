@@ -366,7 +366,7 @@ class ModelRun(_Run):
         made_by = "pass a folder made by experiments/train_lam.py"
         if not path.is_dir():
             raise FileNotFoundError(
-                f"{path} is not a finished latent action model run (no such folder): {made_by}"
+                f"no run folder at {path}: it is not a finished latent action model run; {made_by}"
             )
         run = cls(path)
         if not run.config_path.is_file():
