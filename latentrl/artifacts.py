@@ -32,19 +32,22 @@ import dataclasses
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, ClassVar, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 import torch
 
-from latentrl.checkpoint import save_weights
-from latentrl.config import from_dict, to_json
-from latentrl.data.codes import CodeCache
+from latentrl.config import from_dict
 from latentrl.data.recipes import DatasetSpec
 from latentrl.errors import ArtifactError
-from latentrl.models import LatentActionModel, ModelConfig
 from latentrl.runs import as_stored, read_json, write_json
-from latentrl.tokenizer import Tokenizer, TokenizerConfig, load_tokenizer
-from latentrl.train import TrainConfig
+
+if TYPE_CHECKING:
+    # Imported where a file is loaded or written, so that a script that only reads results
+    # (plot_probe.py, the benchmarks) does not import the models, the tokenizer and tensorboard.
+    from latentrl.data.codes import CodeCache
+    from latentrl.models import LatentActionModel, ModelConfig
+    from latentrl.tokenizer import Tokenizer, TokenizerConfig
+    from latentrl.train import TrainConfig
 
 RESULTS = "results.json"
 """The figures of a finished run or experiment folder; written last, so its presence means done."""
@@ -261,6 +264,9 @@ class TokenizerRun(_Run):
 
     def stored_configs(self) -> tuple[DatasetSpec, TokenizerConfig, TrainConfig]:
         """The data, tokenizer and training configs the run was started with (to resume it)."""
+        from latentrl.tokenizer import TokenizerConfig
+        from latentrl.train import TrainConfig
+
         stored = self.config()
         return (
             self.data(),
@@ -274,14 +280,21 @@ class TokenizerRun(_Run):
 
     def tokenizer_config(self) -> TokenizerConfig:
         """The trained tokenizer's config (without building it)."""
+        from latentrl.tokenizer import TokenizerConfig
+
         path = self.tokenizer_dir / CONFIG
         return from_dict(TokenizerConfig, read_json(path), source=path)
 
     def load_tokenizer(self, device: torch.device | str = "cpu") -> Tokenizer:
+        from latentrl.tokenizer import load_tokenizer
+
         return load_tokenizer(self.path, device)
 
     def save_tokenizer(self, tok: Tokenizer) -> None:
         """``tokenizer/``: its config and weights (what :meth:`load_tokenizer` reads)."""
+        from latentrl.checkpoint import save_weights
+        from latentrl.config import to_json
+
         self.tokenizer_dir.mkdir(exist_ok=True)
         (self.tokenizer_dir / CONFIG).write_text(to_json(tok.config))
         save_weights(tok, self.tokenizer_dir / "model.safetensors")
@@ -302,6 +315,8 @@ class TokenizerRun(_Run):
                 f"no {split!r} codes at {path} (the run has {self.code_splits()}): encode them "
                 "by re-running experiments/train_tokenizer.py on data with that split"
             )
+        from latentrl.data.codes import CodeCache
+
         return CodeCache.load(path, codebook_size)
 
 
@@ -434,6 +449,8 @@ class ModelRun(_Run):
         return stored
 
     def load_model(self, device: torch.device | str = "cpu") -> LatentActionModel:
+        from latentrl.models import LatentActionModel
+
         return LatentActionModel.load(self.model_dir, device)
 
     def save_model(self, model: LatentActionModel) -> None:
