@@ -2,15 +2,17 @@
 
 One *cell* is one (agent count, seed): :func:`agents.pipeline.run_pipeline` with every method,
 including the strong LAM (``bc_lam``), the LAPO-style model (``bc_lapo``) and LAM at FLAM's
-per-action codebook (``bc_lam_small``) and at that codebook once per agent (``bc_lam_capacity``). Finished cells are recorded in ``state.json`` (written atomically after
-each cell) and never recomputed, so an interrupted benchmark continues where it stopped.
-Outputs: ``results.json``, ``table.md`` and ``success_vs_agents.png``.
+per-action codebook (``bc_lam_small``) and at that codebook once per agent (``bc_lam_capacity``).
+Finished cells are recorded in ``state.json`` (written atomically after each cell) with the
+whole pipeline config they ran with; a cell is reused only when that config equals the one asked
+for (otherwise it is recomputed, and the differing fields are printed), so an interrupted
+benchmark continues where it stopped and a rerun with other settings never reports old numbers.
+Outputs: the results, ``table.md`` and ``success_vs_agents.png``.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 from pathlib import Path
 from typing import Any
@@ -18,7 +20,8 @@ from typing import Any
 import numpy as np
 
 from agents.pipeline import METHOD_ORDER, PipelineConfig, run_pipeline
-from latentrl.runs import hardware, write_json
+from latentrl.artifacts import describe, differences, write_results
+from latentrl.runs import as_stored, hardware, read_json, write_json
 
 BENCHMARK_METHODS = METHOD_ORDER
 PLOT_LABELS = {
@@ -51,19 +54,29 @@ def run_benchmark(
     root: str | None = None,
     workers: int = 2,
 ) -> dict[str, Any]:
-    """Run every missing cell, then aggregate all cells of the grid."""
+    """Run every cell that is missing or was computed with another config, then aggregate all
+    cells of the grid."""
     state_path = out / "state.json"
-    state: dict[str, Any] = json.loads(state_path.read_text()) if state_path.is_file() else {}
+    state: dict[str, Any] = read_json(state_path) if state_path.is_file() else {}
     for n in agents:
         for seed in seeds:
             key = cell_key(n, seed, base.action_kind)
-            if key in state:
-                print(f"{key}: done before ({state[key]['out']}), reused")
-                continue
             cfg = dataclasses.replace(base, agents=n, seed=seed, methods=BENCHMARK_METHODS)
+            wanted = as_stored(cfg)
+            if key in state:
+                if "config" not in state[key]:
+                    print(f"{key}: recorded without its config (an earlier version): recomputing")
+                elif found := differences(state[key]["config"], wanted):
+                    print(
+                        f"{key}: done before with other settings ({describe(found)}): recomputing"
+                    )
+                else:
+                    print(f"{key}: done before ({state[key]['out']}), reused")
+                    continue
             print(f"\n== {key}")
             summary = run_pipeline(cfg, runs=runs, root=root, workers=workers)
             state[key] = {
+                "config": wanted,
                 "out": summary["out"],
                 "wall_seconds": summary["wall_seconds"],
                 "methods": {
@@ -76,7 +89,7 @@ def run_benchmark(
     cells = {cell_key(n, s): state[cell_key(n, s, kind)] for n in agents for s in seeds}
     summary = aggregate(cells, agents, seeds)
     summary.update(hardware=hardware(), config=dataclasses.asdict(base), action_kind=kind)
-    write_json(out / "results.json", summary)
+    write_results(out, summary)
     table = benchmark_table(summary)
     tmp = out / f".table.md.tmp{os.getpid()}"
     tmp.write_text(table + "\n")

@@ -13,13 +13,15 @@ Stages (each reused when a finished result with the same settings exists):
    (through g). ``action_kind`` picks the latent-action family of both models.
 4. Every agent evaluated in the Gymnasium env on the same seeded episodes.
 
-Figures go to ``results.json`` (shape in :func:`run_pipeline`) and ``table.md``.
+Every stage reads and writes :mod:`latentrl.artifacts`: the tokenizer and model runs are found
+by their whole settings (reused only when nothing differs), the decoders, controllers and
+policies go to one :class:`~latentrl.artifacts.PipelineRun` folder with the figures (shape in
+:func:`run_pipeline`) and ``table.md``.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import shutil
 import time
@@ -36,7 +38,8 @@ from agents.bc import BCConfig, bc_dataset_from_cache, train_bc
 from agents.evaluate import evaluate
 from agents.goal import GoalFrame
 from agents.planner import LatentDecoder, LatentPlanner, PlannerConfig, usable_codes
-from latentrl.config import from_dict, opt
+from latentrl.artifacts import ModelRun, PipelineRun, TokenizerRun
+from latentrl.config import opt
 from latentrl.controller import ControllerConfig, LatentController, train_controller
 from latentrl.data.cache import FrameCache
 from latentrl.data.codes import CodeCache, encode_cache
@@ -44,9 +47,8 @@ from latentrl.data.recipes import DatasetSpec, ensure_datasets
 from latentrl.decoder import DecoderConfig, label_cache, train_decoder
 from latentrl.models import LatentActionModel
 from latentrl.presets import Preset, get_preset
-from latentrl.runs import hardware, read_json, write_json
+from latentrl.runs import hardware
 from latentrl.stages import (
-    load_tokenizer,
     model_config_for,
     probe_batch,
     train_model_stage,
@@ -201,89 +203,48 @@ def env_kwargs(data: DatasetSpec) -> dict[str, Any]:
     return {"tile_size": data.tile_size}
 
 
-# -- reuse --------------------------------------------------------------------------------------
-def _finished_model_run(
-    runs: Path, kind: str, tokenizer_run: Path, model_cfg: dict[str, Any], train_cfg: dict[str, Any]
-) -> Path | None:
-    """Newest finished run of ``kind`` on ``tokenizer_run`` with exactly these settings."""
-    found = []
-    for path in runs.glob(f"*__{kind}__*"):
-        if not (path / "results.json").is_file() or not (path / "model").is_dir():
-            continue
-        stored = json.loads((path / "config.json").read_text())
-        if (
-            Path(stored["tokenizer_run"]).resolve() == tokenizer_run.resolve()
-            and stored["model"] == model_cfg
-            and stored["train"] == train_cfg
-        ):
-            found.append(path)
-    return max(found, key=lambda p: p.stat().st_mtime) if found else None
-
-
-def _finished_tokenizer_run(runs: Path, data: DatasetSpec, preset: Preset) -> Path | None:
-    want = {
-        "tokenizer": dataclasses.asdict(preset.tokenizer),
-        "train": dataclasses.asdict(preset.tokenizer_train),
-    }
-    found = []
-    for path in runs.glob("*__tokenizer__*"):
-        if not (path / "results.json").is_file():
-            continue
-        if read_json(path / "data.json") == json.loads(json.dumps(dataclasses.asdict(data))):
-            stored = read_json(path / "config.json")
-            if stored == json.loads(json.dumps(want)):
-                found.append(path)
-    return max(found, key=lambda p: p.stat().st_mtime) if found else None
-
-
-def validation_loss(run: Path) -> float:
+# -- checks of given runs ------------------------------------------------------------------------
+def validation_loss(run: ModelRun) -> float:
     """The run's last held-out prediction loss (no labels involved): the selection criterion
     among FLAM seeds. On the tiny preset it tracked the per-agent probe across 8 runs (val loss
     0.001 -> probe 1.0, 0.09 -> 0.82, 0.41 -> 0.56, 0.70 -> 0.41)."""
-    curve = read_json(run / "results.json").get("curve") or []
+    curve = run.results().get("curve") or []
     losses = [c["val_loss"] for c in curve if "val_loss" in c]
     return float(losses[-1]) if losses else float("inf")
 
 
-def check_model_run(run: Path, data: DatasetSpec, action_kind: str | None = None) -> Path:
-    """``run`` if it is a finished latent action model run on frames of ``data``'s env (with
-    ``action_kind`` latent actions, if given)."""
-    if not (run / "model" / "config.json").is_file() or not (run / "config.json").is_file():
-        raise FileNotFoundError(
-            f"{run} is not a finished latent action model run (no model/config.json): train "
-            "one with experiments/train_lam.py, or leave --flam-run/--lam-run empty to let the "
-            "pipeline train one"
-        )
-    tokenizer_run = Path(read_json(run / "config.json")["tokenizer_run"])
-    trained = from_dict(DatasetSpec, read_json(tokenizer_run / "data.json"))
+def check_fits_task(run: ModelRun, data: DatasetSpec, action_kind: str | None = None) -> ModelRun:
+    """``run`` if it was trained on frames of ``data``'s env (with ``action_kind`` latent
+    actions, if given); whether it is a finished run is :meth:`ModelRun.open`'s question."""
+    trained = run.tokenizer_run.data()
     want_px, got_px = data.size * data.tile_size, trained.size * trained.tile_size
     if trained.env != "multigrid" or got_px != want_px:
         raise ValueError(
-            f"{run} was trained on {trained.env} frames of {got_px}x{got_px} px but the task's "
-            f"frames are {want_px}x{want_px} px: train it on this env's video (same --agents and "
-            "preset)"
+            f"{run.path} was trained on {trained.env} frames of {got_px}x{got_px} px but the "
+            f"task's frames are {want_px}x{want_px} px: train it on this env's video (same "
+            "--agents and preset)"
         )
     if trained.agents != data.agents:
         raise ValueError(
-            f"{run} was trained on video of {trained.agents} agents but the task has "
+            f"{run.path} was trained on video of {trained.agents} agents but the task has "
             f"{data.agents}: pass --agents {trained.agents} or train a model on this agent count"
         )
     if action_kind is not None:
-        kind = read_json(run / "model" / "config.json").get("action_kind", "fsq")
+        kind = run.model_config().get("action_kind", "fsq")
         if kind != action_kind:
             raise ValueError(
-                f"{run} has {kind} latent actions but --action-kind is {action_kind}: pass "
+                f"{run.path} has {kind} latent actions but --action-kind is {action_kind}: pass "
                 f"--action-kind {kind} (or a run trained with {action_kind} latent actions)"
             )
     return run
 
 
-def check_planner_run(run: Path, planner: PlannerConfig) -> None:
+def check_planner_run(run: ModelRun, planner: PlannerConfig) -> None:
     """Refuse a FLAM run the planner cannot score with, before anything long starts."""
-    positional = read_json(run / "model" / "config.json").get("pos_slots", True)
+    positional = run.model_config().get("pos_slots", True)
     if planner.score == "slots" and not positional:
         raise ValueError(
-            f"{run} has no positional slots, which the planner's slot score needs: pass "
+            f"{run.path} has no positional slots, which the planner's slot score needs: pass "
             "--planner-score pixels, or drop planner_flam from --methods"
         )
 
@@ -301,9 +262,29 @@ def check_planner_search(planner: PlannerConfig, action_kind: str) -> None:
 
 
 # -- stage functions (top level: they run in worker processes) ----------------------------------
+def _tokenizer(
+    preset: Preset, *, runs: Path, root: str | None, workers: int
+) -> tuple[TokenizerRun, bool]:
+    """(the finished tokenizer run of the preset's exact settings, reused) or a new one."""
+    settings = TokenizerRun.settings_for(preset.data, preset.tokenizer, preset.tokenizer_train)
+    found = TokenizerRun.find(runs, settings)
+    if found is not None:
+        return found, True
+    trained = train_tokenizer_stage(
+        preset.data,
+        preset.tokenizer,
+        preset.tokenizer_train,
+        root=root,
+        runs=runs,
+        workers=workers,
+    )
+    return trained, False
+
+
 def _train_model(
-    kind: str, preset: Preset, tokenizer_run: Path, runs: Path, seed: int | None = None
-) -> tuple[str, Path, bool]:
+    kind: str, preset: Preset, tokenizer_run: TokenizerRun, runs: Path, seed: int | None = None
+) -> tuple[str, ModelRun, bool]:
+    """(kind, the finished run of exactly these settings or a new one, whether reused)."""
     torch.set_num_threads(1)
     if seed is not None:
         preset = dataclasses.replace(preset, train=dataclasses.replace(preset.train, seed=seed))
@@ -322,16 +303,10 @@ def _train_model(
             model_cfg, action_levels=levels, action_dim=dim, action_norm=preset.model.action_norm
         )
     train_cfg = preset.train_for(model_cfg.model)
-    tok = load_tokenizer(tokenizer_run)
-    data = from_dict(DatasetSpec, read_json(tokenizer_run / "data.json"))
-    filled = json.loads(json.dumps(dataclasses.asdict(model_config_for(model_cfg, tok, data))))
-    reuse = _finished_model_run(
-        runs,
-        model_cfg.model,
-        tokenizer_run,
-        filled,
-        json.loads(json.dumps(dataclasses.asdict(train_cfg))),
-    )
+    tok = tokenizer_run.load_tokenizer()
+    filled = model_config_for(model_cfg, tok.config, tokenizer_run.data())
+    settings = ModelRun.settings_for(filled, train_cfg, preset.stage, tokenizer_run)
+    reuse = ModelRun.find(runs, model_cfg.model, settings)
     if reuse is not None:
         return kind, reuse, True
     run = train_model_stage(
@@ -342,23 +317,23 @@ def _train_model(
 
 def _latent_branch(
     kind: str,
-    model_run: Path,
+    model_run: ModelRun,
     expert_ids: dict[str, str],
     root: str | None,
     cfg: PipelineConfig,
-    out: Path,
+    out: PipelineRun,
 ) -> dict[str, Any]:
     """Decoder, labelling, cloning and evaluation of one latent action model."""
     torch.set_num_threads(1)
     start = time.perf_counter()
-    tokenizer_run = Path(read_json(model_run / "config.json")["tokenizer_run"])
-    data = from_dict(DatasetSpec, read_json(tokenizer_run / "data.json"))
-    tok = load_tokenizer(tokenizer_run)
-    model = LatentActionModel.load(model_run / "model")
-    train_codes = CodeCache.load(tokenizer_run / "codes" / "train.safetensors")
-    val_codes = CodeCache.load(tokenizer_run / "codes" / "val.safetensors")
+    tokenizer_run = model_run.tokenizer_run
+    data = tokenizer_run.data()
+    tok = tokenizer_run.load_tokenizer()
+    model = model_run.load_model()
+    train_codes = tokenizer_run.codes("train")
+    val_codes = tokenizer_run.codes("val")
     decoder, report = train_decoder(model, train_codes, decoder_config(cfg), eval_cache=val_codes)
-    decoder.save(out / f"decoder_{kind}")
+    decoder.save(out.decoder_dir(kind))
     # The controller (real actions -> latent actions) on the decoder's labelled subset: the
     # planner drives the world model through it.
     controller, control_report = train_controller(
@@ -370,7 +345,7 @@ def _latent_branch(
         eval_cache=val_codes,
         progress=False,
     )
-    controller.save(out / f"controller_{kind}")
+    controller.save(out.controller_dir(kind))
     expert = FrameCache.load(expert_ids["train"], root)
     expert_codes = encode_cache(tok, expert, progress=False)
     labels = label_cache(model, decoder, expert_codes)
@@ -383,7 +358,7 @@ def _latent_branch(
     if f"bc_{kind}" in cfg.methods:
         frames, actions = bc_dataset_from_cache(expert, labels)
         agent = train_bc(frames, actions, bc_config(cfg))
-        agent.save(out / f"bc_{kind}")
+        agent.save(out.policy_dir(f"bc_{kind}"))
         figures = evaluate(
             agent, env_id(data), cfg.episodes, EVAL_SEED, env_kwargs=env_kwargs(data)
         )
@@ -397,7 +372,7 @@ def _latent_branch(
             "expert_label_accuracy": label_acc,
             "expert_label_joint_accuracy": label_joint,
             "bc": agent.stats,
-            "model_run": str(model_run),
+            "model_run": str(model_run.path),
         }
     if kind == "flam" and "planner_flam" in cfg.methods:
         episodes = cfg.planner_episodes or cfg.episodes
@@ -464,7 +439,11 @@ def evaluate_planner(
 
 
 def _reference_branch(
-    expert_ids: dict[str, str], data: DatasetSpec, root: str | None, cfg: PipelineConfig, out: Path
+    expert_ids: dict[str, str],
+    data: DatasetSpec,
+    root: str | None,
+    cfg: PipelineConfig,
+    out: PipelineRun,
 ) -> dict[str, Any]:
     """Expert, random and true-action BC (the ceiling of every video method)."""
     torch.set_num_threads(1)
@@ -483,7 +462,7 @@ def _reference_branch(
         expert = FrameCache.load(expert_ids["train"], root)
         frames, actions = bc_dataset_from_cache(expert)
         agent = train_bc(frames, actions, bc_config(cfg))
-        agent.save(out / "bc_true_actions")
+        agent.save(out.policy_dir("bc_true_actions"))
         results["bc_true_actions"] = {
             **evaluate(agent, eid, cfg.episodes, EVAL_SEED, env_kwargs=kw),
             "bc": agent.stats,
@@ -567,27 +546,22 @@ def _run_pipeline(
         "lam_capacity": "",
     }
     # Given runs are checked before anything long starts.
-    checked = {k: check_model_run(Path(given[k]), data, cfg.action_kind) for k in kinds if given[k]}
+    checked = {
+        k: check_fits_task(ModelRun.open(Path(given[k])), data, cfg.action_kind)
+        for k in kinds
+        if given[k]
+    }
     if "flam" in checked and "planner_flam" in cfg.methods:
         check_planner_run(checked["flam"], cfg.planner)
-    out = runs / "bc_from_video" / f"{env_id(data)}__{cfg.seed}__{time.strftime('%Y%m%d-%H%M%S')}"
-    out.mkdir(parents=True, exist_ok=False)
-    made.append(out)
+    out = PipelineRun.create(runs, env_id(data), cfg.seed)
+    made.append(out.path)
     t0 = time.perf_counter()
-    tokenizer_run: Path | None = None
+    tokenizer_run: TokenizerRun | None = None
     reused: dict[str, bool] = {}
     if len(checked) < len(kinds):
-        tokenizer_run = _finished_tokenizer_run(runs, data, preset)
-        reused["tokenizer"] = tokenizer_run is not None
-        if tokenizer_run is None:
-            tokenizer_run = train_tokenizer_stage(
-                data,
-                preset.tokenizer,
-                preset.tokenizer_train,
-                root=root,
-                runs=runs,
-                workers=workers,
-            )
+        tokenizer_run, reused["tokenizer"] = _tokenizer(
+            preset, runs=runs, root=root, workers=workers
+        )
     stage_seconds["tokenizer"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
@@ -600,13 +574,13 @@ def _run_pipeline(
     ctx = get_context("spawn")
     with ProcessPoolExecutor(max_workers=max(cfg.jobs, 1), mp_context=ctx) as pool:
         t0 = time.perf_counter()
-        trainings: dict[str, list[Future[tuple[str, Path, bool]]]] = {}
+        trainings: dict[str, list[Future[tuple[str, ModelRun, bool]]]] = {}
         # The pool is first in, first out. FLAM's candidates go first, so its decoder, cloning
         # and planning (the longest branch) start while LAM trains; the reference agents,
         # which wait for nothing, are queued last and fill the idle worker at the end.
         for k in kinds:
             if k in checked:
-                done: Future[tuple[str, Path, bool]] = Future()
+                done: Future[tuple[str, ModelRun, bool]] = Future()
                 done.set_result((k, checked[k], True))
                 trainings[k] = [done]
             else:
@@ -625,11 +599,11 @@ def _run_pipeline(
                 continue
             for kind in ready:
                 done_runs = [f.result() for f in pending.pop(kind)]
-                losses = {str(r): validation_loss(r) for _, r, _ in done_runs}
-                run = min((r for _, r, _ in done_runs), key=lambda r: losses[str(r)])
+                losses = {str(r.path): validation_loss(r) for _, r, _ in done_runs}
+                run = min((r for _, r, _ in done_runs), key=lambda r: losses[str(r.path)])
                 if len(done_runs) > 1:
                     candidates[kind] = losses
-                model_runs[kind] = str(run)
+                model_runs[kind] = str(run.path)
                 reused[kind] = all(u for _, _, u in done_runs)
                 stage_seconds[f"train_{kind}"] = time.perf_counter() - t0
                 branches.append(
@@ -654,19 +628,19 @@ def _run_pipeline(
         "hardware": hardware(),
         "methods": {m: results[m] for m in METHOD_ORDER if m in results},
         "config": dataclasses.asdict(cfg),
-        "tokenizer_run": None if tokenizer_run is None else str(tokenizer_run),
+        "tokenizer_run": None if tokenizer_run is None else str(tokenizer_run.path),
         "model_runs": model_runs,
         "model_candidates_val_loss": candidates,
         "reused": reused,
         "stage_seconds": stage_seconds,
         "expert_datasets": expert_ids,
     }
-    write_json(out / "results.json", summary)
+    out.write_results(summary)
     table = results_table(summary)
-    tmp = out / f".table.md.tmp{os.getpid()}"
+    tmp = out.path / f".table.md.tmp{os.getpid()}"
     tmp.write_text(table + "\n")
-    os.replace(tmp, out / "table.md")
-    summary["out"] = str(out)
+    os.replace(tmp, out.path / "table.md")
+    summary["out"] = str(out.path)
     return summary
 
 

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from agents.pipeline import PipelineConfig, results_table, run_pipeline
 from agents.planner import PlannerConfig
+from latentrl.artifacts import results_path
 from latentrl.config import add_config_args, override
 from latentrl.data.errors import DatasetExistsError
 
@@ -58,7 +59,7 @@ def main() -> None:
         sys.exit(f"error: {e}")
     print()
     print(results_table(summary))
-    print(f"\nresults: {summary['out']}/results.json")
+    print(f"\nresults: {results_path(Path(summary['out']))}")
     print(json.dumps(summary["stage_seconds"], indent=1))
 
 

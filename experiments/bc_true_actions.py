@@ -23,6 +23,7 @@ import torch
 from agents.base import expert_agent
 from agents.bc import BCConfig, BCPolicyAgent, finetune_ppo, train_bc
 from agents.evaluate import collect, evaluate, make_env
+from latentrl.artifacts import write_results
 from latentrl.config import add_config_args, override
 
 
@@ -121,7 +122,7 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     print("\n".join(table))
     if args.out is not None:
         args.out.mkdir(parents=True, exist_ok=True)
-        (args.out / "results.json").write_text(json.dumps(results, indent=1))
+        write_results(args.out, results)
         (args.out / "results.md").write_text("\n".join(table) + "\n")
     return results
 

@@ -12,8 +12,9 @@ the first frame). Writes into --out: sweep.json (state and every figure), table.
 (rows = entities, columns = models) and psnr_vs_entities.png; run folders go to --out/runs.
 
 Resumable: sweep.json is rewritten atomically after every finished piece (tokenizer, training,
-evaluation), a finished cell is never recomputed, and an interrupted training run in --out/runs
-is continued from its last checkpoint. Rerunning the same command picks up where it stopped;
+evaluation), a finished cell is never recomputed, a finished run in --out/runs is reused when its
+whole config equals the one asked for, and an interrupted one of equal config is continued from
+its last checkpoint. Rerunning the same command picks up where it stopped;
 changing a setting that changes the figures (steps, data, preset...) is refused for an existing
 --out.
 
@@ -36,6 +37,7 @@ from typing import Any
 import torch
 from matplotlib.figure import Figure
 
+from latentrl.artifacts import ModelRun, TokenizerRun, describe, differences, write_results
 from latentrl.data.recipes import DatasetSpec
 from latentrl.evaluation import (
     MODEL_LABELS,
@@ -46,8 +48,9 @@ from latentrl.evaluation import (
 )
 from latentrl.metrics import MAX_PSNR
 from latentrl.presets import PRESETS, Preset, get_preset
-from latentrl.runs import env_tag, read_json, write_json
-from latentrl.stages import train_model_stage, train_tokenizer_stage
+from latentrl.runs import read_json, write_json
+from latentrl.stages import model_config_for, train_model_stage, train_tokenizer_stage
+from latentrl.train import TrainConfig
 
 STATE = "sweep.json"
 
@@ -94,48 +97,37 @@ def load_state(out: Path, wanted: dict[str, Any]) -> dict[str, Any]:
     if not path.is_file():
         return {"settings": wanted, "tokenizers": {}, "cells": {}}
     state = read_json(path)
-    if state["settings"] != wanted:
-        diff = {
-            k: (state["settings"].get(k), v)
-            for k, v in wanted.items()
-            if state["settings"].get(k) != v
-        }
+    found = differences(state["settings"], wanted)
+    if found:
         raise SystemExit(
-            f"{path} was made with other settings ({', '.join(f'{k}: {a} -> {b}' for k, (a, b) in diff.items())}): "
-            "rerun with the same flags, or pass another --out"
+            f"{path} was made with other settings ({describe(found)}): rerun with the same "
+            "flags, or pass another --out"
         )
     return state
 
 
 # -- runs -----------------------------------------------------------------------------------------
-def find_run(runs: Path, data: DatasetSpec, kind: str, seed: int) -> tuple[Path | None, bool]:
-    """(newest run folder of ``kind`` on ``data`` under ``runs``, whether it finished)."""
-    found = sorted(
-        runs.glob(f"{env_tag(data)}__{kind}__{seed}__*"), key=lambda p: p.stat().st_mtime
-    )
-    for path in reversed(found):
-        if (path / "results.json").is_file():
-            return path, True
-        if (path / "checkpoints" / "latest").is_dir():
-            return path, False
-    return None, False
-
-
-def tokenizer_for(agents: int, preset: Preset, args: argparse.Namespace, runs: Path) -> Path:
-    data = data_for(agents, preset, args)
-    found, finished = find_run(runs, data, "tokenizer", args.seed)
-    if finished:
-        assert found is not None
-        return found
-    if found is not None:
-        print(f"continuing the interrupted tokenizer run {found}")
-    train_cfg = dataclasses.replace(
+def tokenizer_train(preset: Preset, args: argparse.Namespace) -> TrainConfig:
+    return dataclasses.replace(
         preset.tokenizer_train,
         steps=args.tokenizer_steps or preset.tokenizer_train.steps,
         seed=args.seed,
         threads=args.threads,
         device=args.device,
     )
+
+
+def tokenizer_for(agents: int, preset: Preset, args: argparse.Namespace, runs: Path) -> Path:
+    """The finished tokenizer run of these exact settings, else one trained (or continued)."""
+    data = data_for(agents, preset, args)
+    train_cfg = tokenizer_train(preset, args)
+    settings = TokenizerRun.settings_for(data, preset.tokenizer, train_cfg)
+    found = TokenizerRun.find(runs, settings)
+    if found is not None:
+        return found.path
+    stopped = TokenizerRun.find_resumable(runs, settings)
+    if stopped is not None:
+        print(f"continuing the interrupted tokenizer run {stopped.path}")
     return train_tokenizer_stage(
         data,
         preset.tokenizer,
@@ -143,8 +135,8 @@ def tokenizer_for(agents: int, preset: Preset, args: argparse.Namespace, runs: P
         root=args.root,
         runs=runs,
         workers=args.workers,
-        resume=found,
-    )
+        resume=None if stopped is None else stopped.path,
+    ).path
 
 
 def run_cell(
@@ -154,36 +146,40 @@ def run_cell(
     if args.threads:
         torch.set_num_threads(args.threads)
     preset = get_preset(args.preset)
-    data = data_for(agents, preset, args)
-    found, finished = find_run(runs, data, model, args.seed)
+    tokenizer_run = TokenizerRun(tokenizer)
     slots = slots_for(agents, preset)
-    if not finished:
-        if found is not None:
-            print(f"continuing the interrupted {model} run {found}")
+    model_cfg = dataclasses.replace(preset.model_for(model), num_slots=slots)
+    train_cfg = dataclasses.replace(
+        preset.train,
+        steps=model_steps(model, preset, args),
+        seed=args.seed,
+        threads=args.threads,
+        device=args.device,
+    )
+    filled = model_config_for(model_cfg, tokenizer_run.tokenizer_config(), tokenizer_run.data())
+    settings = ModelRun.settings_for(filled, train_cfg, preset.stage, tokenizer_run)
+    found = ModelRun.find(runs, model, settings)
+    if found is None:
+        stopped = ModelRun.find_resumable(runs, model, settings)
+        if stopped is not None:
+            print(f"continuing the interrupted {model} run {stopped.path}")
         found = train_model_stage(
-            dataclasses.replace(preset.model_for(model), num_slots=slots),
-            dataclasses.replace(
-                preset.train,
-                steps=model_steps(model, preset, args),
-                seed=args.seed,
-                threads=args.threads,
-                device=args.device,
-            ),
+            model_cfg,
+            train_cfg,
             preset.stage,
-            tokenizer_run=tokenizer,
+            tokenizer_run=tokenizer_run,
             runs=runs,
-            resume=found,
+            resume=None if stopped is None else stopped.path,
         )
-    assert found is not None
     evaluation = evaluate_run(
-        found,
+        found.path,
         EvalConfig(windows=args.windows, steps=args.eval_steps, seed=args.seed, device=args.device),
         root=args.root,
     )
-    write_run_outputs(found, evaluation)
-    trained = read_json(found / "results.json")
+    write_run_outputs(found.path, evaluation)
+    trained = found.results()
     return {
-        "run": str(found),
+        "run": str(found.path),
         "num_slots": slots if model in ("flam", "oclam") else None,
         "train_steps": trained["steps"],
         "train_seconds": trained["wall_seconds"],
@@ -290,7 +286,7 @@ def report(state: dict[str, Any], args: argparse.Namespace) -> str:
     tmp = args.out / f".table.md.tmp{os.getpid()}"
     tmp.write_text(text)
     os.replace(tmp, args.out / "table.md")
-    write_json(args.out / "results.json", {"settings": state["settings"], "rows": table_rows})
+    write_results(args.out, {"settings": state["settings"], "rows": table_rows})
     plot(table_rows, args.models, args.out / "psnr_vs_entities.png")
     return text
 

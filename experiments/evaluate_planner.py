@@ -24,43 +24,37 @@ import torch
 
 from agents.pipeline import PipelineConfig, controller_config, decoder_config, evaluate_planner
 from agents.planner import PlannerConfig
-from latentrl.config import add_config_args, from_dict, override
+from latentrl.artifacts import PipelineRun
+from latentrl.config import add_config_args, override
 from latentrl.controller import LatentController, train_controller
-from latentrl.data.codes import CodeCache
-from latentrl.data.recipes import DatasetSpec
 from latentrl.decoder import ActionDecoder
-from latentrl.models import LatentActionModel
-from latentrl.runs import read_json
-from latentrl.stages import load_tokenizer
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("run", type=Path, help="a bc_from_video output folder (has results.json)")
+    parser.add_argument("run", type=Path, help="a finished bc_from_video output folder")
     parser.add_argument("--episodes", type=int, default=100, help="episodes (default: 100)")
     add_config_args(parser, PlannerConfig, "planner", prefix="planner")
     args = vars(parser.parse_args())
     torch.set_num_threads(1)
-    run: Path = args["run"]
-    if not (run / "results.json").is_file() or not (run / "decoder_flam").is_dir():
-        sys.exit(
-            f"error: {run} is not a finished bc_from_video.py run with FLAM (it needs "
-            "results.json and decoder_flam/): pass a folder under RUNS/bc_from_video/"
-        )
+    try:
+        run = PipelineRun.open_with(args["run"], "flam")
+    except FileNotFoundError as e:
+        sys.exit(f"error: {e}")
     if args["episodes"] < 1:
         sys.exit(f"error: --episodes {args['episodes']}: evaluate at least one episode")
-    results = read_json(run / "results.json")
-    tokenizer_run = Path(results["tokenizer_run"])
-    data = from_dict(DatasetSpec, read_json(tokenizer_run / "data.json"))
+    results = run.results()
+    tokenizer_run = run.tokenizer_run
+    data = tokenizer_run.data()
     config = override(PlannerConfig(), args, prefix="planner")
     try:
-        model = LatentActionModel.load(Path(results["model_runs"]["flam"]) / "model")
-        decoder = ActionDecoder.load(run / "decoder_flam")
-        train_codes = CodeCache.load(tokenizer_run / "codes" / "train.safetensors")
-        if (run / "controller_flam").is_dir():
-            controller = LatentController.load(run / "controller_flam")
+        model = run.model_run("flam").load_model()
+        decoder = ActionDecoder.load(run.decoder_dir("flam"))
+        train_codes = tokenizer_run.codes("train")
+        if run.controller_dir("flam").is_dir():
+            controller = LatentController.load(run.controller_dir("flam"))
         else:
             stored = {
                 k: v
@@ -73,7 +67,7 @@ def main() -> None:
             )
         figures = evaluate_planner(
             model,
-            load_tokenizer(tokenizer_run),
+            tokenizer_run.load_tokenizer(),
             decoder,
             train_codes,
             data,

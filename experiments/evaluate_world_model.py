@@ -22,10 +22,10 @@ from pathlib import Path
 
 import torch
 
+from latentrl.artifacts import ModelRun
 from latentrl.config import add_config_args, override
 from latentrl.evaluation import (
     EvalConfig,
-    check_model_run,
     comparison_table,
     evaluate_run,
     run_table,
@@ -61,7 +61,7 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     for run in args.runs:
         try:
-            check_model_run(run)
+            ModelRun.open(run)
         except (FileNotFoundError, ValueError) as e:
             parser.error(str(e))
 

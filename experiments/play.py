@@ -24,9 +24,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from latentrl.artifacts import find_decoder
 from latentrl.control import load_held_out
 from latentrl.decoder import ActionDecoder
-from latentrl.playground.session import OTHERS, PlaySession, find_decoder
+from latentrl.playground.session import OTHERS, PlaySession
 
 
 def main() -> None:

@@ -16,7 +16,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
-from latentrl.runs import read_json
+from latentrl.artifacts import ModelRun
 
 
 def main() -> None:
@@ -32,7 +32,7 @@ def main() -> None:
         "| run | model | steps | wall s | probe | chance | own slot | same slot |\n|---|---|---:|---:|---:|---:|---:|---:|"
     )
     for run in args.runs:
-        res = read_json(run / "results.json")
+        res = ModelRun(run).results()
         curve = [c for c in res.get("curve", []) if "probe_accuracy" in c]
         if not curve:
             raise SystemExit(f"{run} has no probe curve (WM runs and Procgen runs have none)")

@@ -23,8 +23,9 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from latentrl.artifacts import ModelRun, TokenizerRun
 from latentrl.presets import get_preset
-from latentrl.runs import latest_run, write_json
+from latentrl.runs import write_json
 
 SCRIPTS = Path(__file__).resolve().parent
 BINDS = {"probe_accuracy": 0.8, "own_slot": 0.95}
@@ -34,23 +35,23 @@ BINDS = {"probe_accuracy": 0.8, "own_slot": 0.95}
 def _tokenizer(room: str, runs: Path) -> Path:
     data = get_preset("tiny").data
     spec = dataclasses.replace(data, task=room)
-    found = latest_run(runs, "tokenizer", spec)
+    found = TokenizerRun.newest_on(runs, spec)
     if found is not None:
-        return found
+        return found.path
     cmd = [sys.executable, str(SCRIPTS / "train_tokenizer.py"), "--preset", "tiny"]
     subprocess.run([*cmd, "--data-task", room, "--runs", str(runs), "--threads", "1"], check=True)
-    found = latest_run(runs, "tokenizer", spec)
+    found = TokenizerRun.newest_on(runs, spec)
     if found is None:
         raise RuntimeError(f"train_tokenizer.py left no finished tokenizer run in {runs}")
-    return found
+    return found.path
 
 
 def _cell(out: Path, room: str, seed: int, args: list[str]) -> dict[str, float | int | str]:
     folder = out / f"{room}__seed{seed}"
     marker = folder / "cell.json"
-    done = sorted(folder.glob("*/results.json"))
+    done = ModelRun.finished_in(folder)
     if done and marker.is_file() and json.loads(marker.read_text())["args"] == args:
-        results = json.loads(done[-1].read_text())
+        results = done[-1].results()
     else:
         shutil.rmtree(folder, ignore_errors=True)
         folder.mkdir(parents=True)
@@ -59,7 +60,7 @@ def _cell(out: Path, room: str, seed: int, args: list[str]) -> dict[str, float |
         env = {**os.environ, "OMP_NUM_THREADS": "1"}
         cmd = [sys.executable, str(SCRIPTS / "train_lam.py"), *args, "--runs", str(folder)]
         subprocess.run(cmd, check=True, stdout=log, stderr=subprocess.STDOUT, env=env)
-        results = json.loads(sorted(folder.glob("*/results.json"))[-1].read_text())
+        results = ModelRun.finished_in(folder)[-1].results()
     ev = results["eval"]
     row: dict[str, float | int | str] = {"room": room, "seed": seed}
     for key in ("probe_accuracy", "probe_chance", "own_slot", "same_slot", "val_loss"):

@@ -7,8 +7,8 @@
     python experiments/train_lam.py --video my_clips --model flam   # videos from import_videos.py
     torchrun --nproc-per-node 2 experiments/train_lam.py --preset tiny --model flam   # DDP
 
-Uses the newest finished tokenizer run on the preset's data unless --tokenizer is given (and
-trains one first if there is none). Logs losses, steps/s, the per-agent latent-action probe and
+Uses the newest finished tokenizer run on the preset's data (whatever its tokenizer settings)
+unless --tokenizer is given, and trains one first if there is none. Logs losses, steps/s, the per-agent latent-action probe and
 slot binding (eval/), and a rollout GIF to tensorboard; writes the model as safetensors + JSON.
 """
 
@@ -20,12 +20,12 @@ import json
 import os
 from pathlib import Path
 
+from latentrl.artifacts import TokenizerRun
 from latentrl.config import add_config_args, override
 from latentrl.data.recipes import DatasetSpec, video_family
 from latentrl.distributed import teardown
 from latentrl.models import ModelConfig
 from latentrl.presets import StageConfig, add_run_args, get_preset
-from latentrl.runs import latest_run, read_json
 from latentrl.stages import train_model_stage, train_tokenizer_stage
 from latentrl.train import TrainConfig
 
@@ -67,14 +67,14 @@ def main() -> None:
     add_config_args(parser, StageConfig, "windows and probe", shown=shown.stage)
     args = vars(parser.parse_args())
     preset = get_preset(args["preset"])
-    tokenizer = args["tokenizer"]
+    tokenizer = None if args["tokenizer"] is None else TokenizerRun(args["tokenizer"])
     if tokenizer is None and args["resume"] is None:
         data = override(preset.data, args, prefix="data")
         tok_cfg = preset.tokenizer
         if args["video"] is not None:
             data = video_family(args["video"], args["root"])
             tok_cfg = dataclasses.replace(tok_cfg, frame_size=data.frame_size)
-        tokenizer = latest_run(args["runs"], "tokenizer", data)
+        tokenizer = TokenizerRun.newest_on(args["runs"], data)
         if tokenizer is None:
             print("no tokenizer run on this data yet: training one first")
             # The tokenizer runs on the device and threads asked for the model (when given).
@@ -96,15 +96,15 @@ def main() -> None:
             override(preset.model_for(kind), args),
             override(preset.train_for(kind), args),
             override(preset.stage, args),
-            tokenizer_run=tokenizer or Path(),
+            tokenizer_run=tokenizer or TokenizerRun(Path()),
             runs=args["runs"],
             resume=args["resume"],
         )
     finally:
         teardown()
-    if os.environ.get("RANK", "0") == "0" and (run / "results.json").is_file():
-        results = read_json(run / "results.json")
-        print(f"\nrun: {run}")
+    if os.environ.get("RANK", "0") == "0" and run.finished:
+        results = run.results()
+        print(f"\nrun: {run.path}")
         print(json.dumps({k: v for k, v in results.items() if k != "curve"}, indent=2))
 
 

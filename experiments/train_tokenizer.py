@@ -19,7 +19,6 @@ import json
 from latentrl.config import add_config_args, override
 from latentrl.data.recipes import DatasetSpec, video_family
 from latentrl.presets import add_run_args, get_preset
-from latentrl.runs import read_json
 from latentrl.stages import train_tokenizer_stage
 from latentrl.tokenizer import TokenizerConfig
 from latentrl.train import TrainConfig
@@ -57,12 +56,8 @@ def main() -> None:
         workers=args["workers"],
         resume=args["resume"],
     )
-    print(f"\ntokenizer run: {run}")
-    print(
-        json.dumps(
-            {k: v for k, v in read_json(run / "results.json").items() if k != "datasets"}, indent=2
-        )
-    )
+    print(f"\ntokenizer run: {run.path}")
+    print(json.dumps({k: v for k, v in run.results().items() if k != "datasets"}, indent=2))
 
 
 if __name__ == "__main__":

@@ -49,9 +49,9 @@ from einops import rearrange, repeat
 from PIL import Image
 from tqdm.auto import tqdm
 
+from latentrl.artifacts import ModelRun
 from latentrl.data.codes import CodeCache
 from latentrl.data.recipes import DatasetSpec
-from latentrl.evaluation import ModelRun, load_model_run
 from latentrl.models import LatentActionModel
 from latentrl.prior import latent_pool, needs_pool, sample_prior
 from latentrl.quantize import LatentBottleneck
@@ -71,28 +71,15 @@ from latentrl.viz import gif_bytes, mp4_bytes
 # -- run folders ---------------------------------------------------------------------------------
 @dataclasses.dataclass(frozen=True)
 class HeldOutRun:
-    """A trained model run (:class:`latentrl.evaluation.ModelRun`) with one split's cached codes
-    (the tokenizer run's ``codes/<split>.safetensors``: codes, true actions and positions)."""
+    """A trained model run in memory: its model, the tokenizer and data spec of its tokenizer
+    run, and one split's cached codes there (codes, true actions and positions)."""
 
-    run: ModelRun
+    path: Path
+    model: LatentActionModel
+    tokenizer: Tokenizer
+    data: DatasetSpec
     codes: CodeCache
     split: str
-
-    @property
-    def path(self) -> Path:
-        return self.run.path
-
-    @property
-    def model(self) -> LatentActionModel:
-        return self.run.model
-
-    @property
-    def tokenizer(self) -> Tokenizer:
-        return self.run.tokenizer
-
-    @property
-    def data(self) -> DatasetSpec:
-        return self.run.data
 
     @property
     def cell_px(self) -> int:
@@ -118,16 +105,20 @@ def load_held_out(run: Path, split: str = "test", device: torch.device | str = "
     """Load a ``train_lam.py`` run folder and ``split``'s cached codes of its tokenizer run.
 
     Only the code cache is read (not the Minari dataset), so this works where the datasets are
-    gone; raises as :func:`latentrl.evaluation.check_model_run`, or if the split has no codes.
+    gone; raises as :meth:`latentrl.artifacts.ModelRun.open`, or if the split has no codes.
     """
-    model_run = load_model_run(run, device)
-    path = model_run.tokenizer_run / "codes" / f"{split}.safetensors"
+    model_run = ModelRun.open(run)
+    tokenizer_run = model_run.tokenizer_run
+    model = model_run.load_model(device)
+    tokenizer = tokenizer_run.load_tokenizer(device)
+    data = tokenizer_run.data()
+    path = tokenizer_run.codes_path(split)
     if not path.is_file():
-        have = sorted(p.stem for p in (model_run.tokenizer_run / "codes").glob("*.safetensors"))
         raise FileNotFoundError(
-            f"no {split!r} codes at {path} (have {have}): pass --split one of them"
+            f"no {split!r} codes at {path} (have {tokenizer_run.code_splits()}): pass --split "
+            "one of them"
         )
-    return HeldOutRun(model_run, CodeCache.load(path), split)
+    return HeldOutRun(run, model, tokenizer, data, tokenizer_run.codes(split), split)
 
 
 # -- slots, agents and codes ---------------------------------------------------------------------

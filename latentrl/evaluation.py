@@ -16,8 +16,7 @@ Protocol, per test window of ``steps + 1`` frames (codes ``(b, steps + 1, n)``, 
    codes, and the tokenizer's own reconstruction PSNR on the same frames (the ceiling).
 
 Metric conventions are in :mod:`latentrl.metrics` (per-frame PSNR, then mean over windows).
-Windows come from the tokenizer run's ``codes/<split>.safetensors`` (the test split by default)
-and the pixels from the matching Minari dataset; a missing dataset is regenerated from the
+Windows come from the tokenizer run's cached codes (the test split by default) and the pixels from the matching Minari dataset; a missing dataset is regenerated from the
 tokenizer run's ``data.json`` (seeded, so the same episodes) and the cached codes are checked
 against a fresh encoding of the frames. Everything is seeded: the windows, the prior's samples.
 
@@ -41,17 +40,18 @@ from einops import pack, rearrange, unpack
 from matplotlib.figure import Figure
 from tqdm.auto import tqdm
 
-from latentrl.config import from_dict, opt
+from latentrl.artifacts import ModelRun, TokenizerRun, write_results
+from latentrl.config import opt
 from latentrl.data.cache import FrameCache
 from latentrl.data.codes import CodeCache, encode_cache
 from latentrl.data.minari_io import dataset_exists
-from latentrl.data.recipes import DatasetSpec, ensure_datasets
+from latentrl.data.recipes import ensure_datasets
 from latentrl.distributed import resolve_device
 from latentrl.metrics import MAX_PSNR, perceptual_metrics_status, pooled_psnr, psnr, ssim
 from latentrl.models import LatentActionModel
 from latentrl.prior import latent_pool, needs_pool, sample_prior
-from latentrl.runs import env_tag, hardware, read_json, write_json
-from latentrl.tokenizer import Tokenizer, load_tokenizer
+from latentrl.runs import env_tag, hardware, write_json
+from latentrl.tokenizer import Tokenizer
 from latentrl.types import CodeBatch, frames_to_float
 from latentrl.viz import error_map, grid_frames, save_gif, save_mp4, save_png_strip
 
@@ -76,78 +76,21 @@ class EvalConfig:
 
 
 # -- loading ------------------------------------------------------------------------------------
-@dataclasses.dataclass(frozen=True)
-class ModelRun:
-    """A trained latent action model with the tokenizer and data it was trained on."""
-
-    path: Path
-    model: LatentActionModel
-    tokenizer: Tokenizer
-    tokenizer_run: Path
-    data: DatasetSpec
-
-    @property
-    def kind(self) -> str:
-        return self.model.config.model
-
-
-def check_model_run(run: Path) -> Path:
-    """The tokenizer run of a finished model run folder made by ``experiments/train_lam.py``.
-
-    Raises:
-        FileNotFoundError: no such folder, or the model or its tokenizer run is missing.
-        ValueError: the folder is not a latent-action-model run (e.g. a tokenizer run).
-    """
-    if not run.is_dir():
-        raise FileNotFoundError(f"no run folder at {run}: pass a folder made by train_lam.py")
-    config_path = run / "config.json"
-    if not config_path.is_file():
-        raise FileNotFoundError(
-            f"{run} has no config.json: pass a run folder made by experiments/train_lam.py"
-        )
-    config = read_json(config_path)
-    if "tokenizer_run" not in config or "model" not in config:
-        raise ValueError(
-            f"{run} is not a latent-action-model run (its config.json names no tokenizer_run): "
-            "pass a folder made by experiments/train_lam.py, not a tokenizer run"
-        )
-    if not (run / "model" / "model.safetensors").is_file():
-        raise FileNotFoundError(
-            f"{run} has no trained model (model/model.safetensors): training did not finish; "
-            f"continue it with python experiments/train_lam.py --resume {run}"
-        )
-    tokenizer_run = Path(config["tokenizer_run"])
-    if not (tokenizer_run / "tokenizer" / "model.safetensors").is_file():
-        raise FileNotFoundError(
-            f"{run} was trained on the tokenizer run {tokenizer_run}, which has no tokenizer "
-            "(tokenizer/model.safetensors): restore that folder or re-train"
-        )
-    return tokenizer_run
-
-
-def load_model_run(run: Path, device: torch.device | str = "cpu") -> ModelRun:
-    """Load a run folder written by ``experiments/train_lam.py`` (model, tokenizer, data spec);
-    raises as :func:`check_model_run`."""
-    tokenizer_run = check_model_run(run)
-    model = LatentActionModel.load(run / "model", device)
-    tok = load_tokenizer(tokenizer_run, device)
-    data = from_dict(DatasetSpec, read_json(tokenizer_run / "data.json"))
-    return ModelRun(run, model, tok, tokenizer_run, data)
-
-
 def load_split(
-    run: ModelRun, split: str, root: Path | None, device: torch.device
+    run: TokenizerRun, tokenizer: Tokenizer, split: str, root: Path | None, device: torch.device
 ) -> tuple[CodeCache, FrameCache]:
-    """Codes and real frames of one split of the run's data.
+    """Codes and real frames of one split of a tokenizer run's data (``tokenizer``: its
+    tokenizer, loaded).
 
     A missing dataset is regenerated (seeded, identical episodes); missing cached codes are
     encoded from the frames. Cached codes must agree with a fresh encoding (see
     :data:`MIN_CODE_AGREEMENT`), which catches a different dataset under the same id.
     """
-    ids = run.data.dataset_ids()
+    data = run.data()
+    ids = data.dataset_ids()
     if split not in ids:
         raise ValueError(
-            f"the data of {run.tokenizer_run} has no {split} split (its train_*.py --data-splits "
+            f"the data of {run.path} has no {split} split (its train_*.py --data-splits "
             f"give it no episodes): evaluate on another split (evaluate_world_model.py --split "
             f"{next(iter(reversed(ids)))}) or regenerate the data"
         )
@@ -156,14 +99,14 @@ def load_split(
             f"note: dataset {ids[split]} not found under {root or 'the default Minari root'}: "
             "regenerating the tokenizer run's datasets from its data.json (seeded: same episodes)"
         )
-        ensure_datasets(run.data, root)
+        ensure_datasets(data, root)
     frames = FrameCache.load(ids[split], root, labels=False)
-    path = run.tokenizer_run / "codes" / f"{split}.safetensors"
+    path = run.codes_path(split)
     if path.is_file():
-        codes = CodeCache.load(path)
+        codes = run.codes(split)
     else:
         print(f"note: no cached codes at {path}: encoding the {split} frames now")
-        codes = encode_cache(run.tokenizer, frames, device, progress=False)
+        codes = encode_cache(tokenizer, frames, device, progress=False)
     if codes.num_frames != frames.num_frames or not np.array_equal(
         codes.episode_starts, frames.episode_starts
     ):
@@ -383,12 +326,17 @@ class Evaluation(NamedTuple):
 def evaluate_run(
     run_dir: Path, config: EvalConfig, root: Path | None = None, progress: bool = True
 ) -> Evaluation:
-    """Evaluate one model run folder (see the module docstring for the protocol)."""
+    """Evaluate one model run folder (see the module docstring for the protocol); raises as
+    :meth:`latentrl.artifacts.ModelRun.open` for a folder that is not a finished model run."""
     start = time.perf_counter()
     device = resolve_device(config.device)
-    run = load_model_run(run_dir, device)
-    model, tok = run.model.eval(), run.tokenizer.eval()
-    codes, frames = load_split(run, config.split, root, device)
+    run = ModelRun.open(run_dir)
+    tokenizer_run = run.tokenizer_run
+    model = run.load_model(device).eval()
+    tok = tokenizer_run.load_tokenizer(device).eval()
+    data = tokenizer_run.data()
+    kind = model.config.model
+    codes, frames = load_split(tokenizer_run, tok, config.split, root, device)
     window = config.steps + 1
     starts = pick_windows(codes, window, config.windows, config.seed)
     # Drawn once for all windows, so the numbers do not depend on the batch size.
@@ -406,7 +354,7 @@ def evaluate_run(
     batches = range(0, len(starts), config.batch_size)
     for s in tqdm(batches, desc=f"eval {run_dir.name}", disable=not progress, dynamic_ncols=True):
         idx = starts[s : s + config.batch_size]
-        batch = codes.windows(idx, window, labels=run.kind == "wm").to(device)
+        batch = codes.windows(idx, window, labels=kind == "wm").to(device)
         pixels = frames.frames[idx[:, None] + np.arange(window)]
         truth = frames_to_float(torch.from_numpy(pixels).to(device))
         fresh = tok.encode(rearrange(truth, "b t c h w -> (b t) c h w"))[1]
@@ -420,7 +368,7 @@ def evaluate_run(
     agreement = float(torch.stack(agree).mean())
     if agreement < MIN_CODE_AGREEMENT:
         raise ValueError(
-            f"only {agreement:.1%} of the cached codes of {run.tokenizer_run} match a fresh "
+            f"only {agreement:.1%} of the cached codes of {tokenizer_run.path} match a fresh "
             f"encoding of the {config.split} frames: the dataset under this id is not the one "
             "the tokenizer encoded (regenerated with other settings?); re-run the tokenizer stage"
         )
@@ -432,8 +380,8 @@ def evaluate_run(
     psnr_steps, prior_steps = curve("psnr"), curve("prior_psnr")
     scores = WorldModelScores(
         run=str(run_dir),
-        model=run.kind,
-        data=env_tag(run.data),
+        model=kind,
+        data=env_tag(data),
         split=config.split,
         windows=len(starts),
         steps=config.steps,
@@ -570,10 +518,10 @@ def plot_psnr_curves(scores: Sequence[WorldModelScores], path: Path) -> None:
 
 
 def write_run_outputs(run_dir: Path, evaluation: Evaluation) -> Path:
-    """``eval/`` in the run folder: results.json, table.md, psnr_per_step.png, rollout GIF/MP4/PNG."""
-    out = run_dir / "eval"
+    """``eval/`` in the run folder: results, table.md, psnr_per_step.png, rollout GIF/MP4/PNG."""
+    out = ModelRun(run_dir).eval_dir
     scores = evaluation.scores
-    write_json(out / "results.json", scores.as_json())
+    write_results(out, scores.as_json())
     _write_text(out / "table.md", run_table(scores))
     plot_psnr_curves([scores], out / "psnr_per_step.png")
     video = grid_frames(evaluation.example.rows())

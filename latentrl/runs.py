@@ -1,7 +1,9 @@
-"""Run folders: ``runs/<env>__<model>__<seed>__<time>/`` with config, weights, logs, results.
+"""The small pieces every run folder and experiment script shares: atomic JSON (and the JSON
+form of a config, as it is stored), a hardware line for results tables, and fresh run folders
+``runs/<env>__<model>__<seed>__<time>/``.
 
-Also the small pieces every experiment script shares: atomic JSON, a hardware line for
-results tables, and finding the newest run trained on the same data.
+What a run folder holds, how it loads and how a finished one is found is
+:mod:`latentrl.artifacts`.
 """
 
 from __future__ import annotations
@@ -26,6 +28,12 @@ def write_json(path: Path, data: Any) -> None:
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=_jsonable))
     os.replace(tmp, path)
+
+
+def as_stored(data: Any) -> Any:
+    """``data`` as :func:`write_json` stores it and :func:`read_json` returns it (dataclasses as
+    dicts, tuples as lists, paths as strings): the form in which settings are compared."""
+    return json.loads(json.dumps(data, default=_jsonable))
 
 
 def _jsonable(obj: Any) -> Any:
@@ -72,20 +80,3 @@ def new_run_dir(runs: Path, data: DatasetSpec, model: str, seed: int) -> Path:
         path, i = base.with_name(f"{base.name}-{i}"), i + 1
     path.mkdir(parents=True)
     return path
-
-
-def latest_run(runs: Path, model: str, data: DatasetSpec) -> Path | None:
-    """Newest finished run of ``model`` whose ``data.json`` matches ``data``, or None."""
-    if not runs.is_dir():
-        return None
-    want = dataclasses.asdict(data)
-    found = []
-    for path in runs.glob(f"*__{model}__*"):
-        meta = path / "data.json"
-        if (path / "results.json").is_file() and meta.is_file():
-            stored = json.loads(meta.read_text())
-            stored["splits"] = tuple(stored.get("splits", ()))
-            want["splits"] = tuple(want["splits"])
-            if stored == want:
-                found.append(path)
-    return max(found, key=lambda p: p.stat().st_mtime) if found else None

@@ -1,9 +1,11 @@
 """The two training stages as library calls, shared by the entry scripts and the pipelines.
 
-- :func:`train_tokenizer_stage`: datasets (generated if missing) -> tokenizer run folder with
-  weights, validation PSNR, and every split encoded to code indices (``codes/<split>.safetensors``).
-- :func:`train_model_stage`: tokenizer run -> latent action model run folder with weights,
-  tensorboard (losses, probe, rollout GIFs) and ``results.json``.
+- :func:`train_tokenizer_stage`: datasets (generated if missing) -> a
+  :class:`~latentrl.artifacts.TokenizerRun` with weights, validation PSNR, and every split
+  encoded to code indices.
+- :func:`train_model_stage`: :class:`~latentrl.artifacts.TokenizerRun` -> a
+  :class:`~latentrl.artifacts.ModelRun` with weights, tensorboard (losses, probe, rollout GIFs)
+  and results.
 """
 
 from __future__ import annotations
@@ -21,20 +23,20 @@ import numpy as np
 import torch
 from torch.utils.tensorboard import SummaryWriter
 
-from latentrl.checkpoint import read_state, save_weights
-from latentrl.config import from_dict, to_json
+from latentrl.artifacts import ModelRun, TokenizerRun
+from latentrl.checkpoint import read_state
+from latentrl.config import from_dict
 from latentrl.data.cache import FrameCache
 from latentrl.data.codes import CodeCache, encode_cache
 from latentrl.data.device_codes import DeviceCodes
 from latentrl.data.recipes import DatasetSpec, ensure_datasets
 from latentrl.distributed import DistInfo, barrier, from_main, main_first, setup
-from latentrl.errors import ArtifactError
 from latentrl.evaluation import quick_scores
 from latentrl.models import LatentActionModel, ModelConfig, build_model
 from latentrl.presets import StageConfig
 from latentrl.probe import probe
-from latentrl.runs import hardware, new_run_dir, read_json, write_json
-from latentrl.tokenizer import Tokenizer, TokenizerConfig, load_tokenizer
+from latentrl.runs import hardware, new_run_dir
+from latentrl.tokenizer import Tokenizer, TokenizerConfig
 from latentrl.train import TrainConfig, train
 from latentrl.types import CodeBatch, frames_to_float
 from latentrl.views import log_training_views
@@ -46,18 +48,6 @@ WM_EVAL_WINDOWS = 16
 """Held-out windows of the cheap world-model figures logged during training (eval/psnr_1step,
 eval/dpsnr against the tokenizer's reconstruction; experiments/evaluate_world_model.py gives
 the real ones)."""
-
-
-def _stored_config(path: Path, keys: tuple[str, ...]) -> dict[str, Any]:
-    """A run's ``config.json``, refused unless it is an object holding ``keys``."""
-    stored = read_json(path)
-    if not isinstance(stored, dict) or not set(keys) <= set(stored):
-        found = sorted(stored) if isinstance(stored, dict) else type(stored).__name__
-        raise ArtifactError(
-            f"{path}: expected a JSON object with {list(keys)}, found {found}. Fix: pass the "
-            "run folder the training command wrote, or restore the file."
-        )
-    return stored
 
 
 def _resumed_progress(resume: Path | None) -> dict[str, Any]:
@@ -131,16 +121,14 @@ def train_tokenizer_stage(
     runs: Path,
     workers: int = 1,
     resume: Path | None = None,
-) -> Path:
-    """Train the tokenizer on ``data``'s train split; returns the run folder."""
+) -> TokenizerRun:
+    """Train the tokenizer on ``data``'s train split (or continue the run ``resume`` with its
+    stored configs); returns the run."""
     if train_cfg.threads:
         torch.set_num_threads(train_cfg.threads)
     info = setup(train_cfg.device)
     if resume is not None:
-        data = from_dict(DatasetSpec, read_json(resume / "data.json"), source=resume / "data.json")
-        stored = _stored_config(resume / "config.json", ("tokenizer", "train"))
-        tok_cfg = from_dict(TokenizerConfig, stored["tokenizer"], source=resume / "config.json")
-        train_cfg = from_dict(TrainConfig, stored["train"], source=resume / "config.json")
+        data, tok_cfg, train_cfg = TokenizerRun(resume).stored_configs()
     with main_first(info):  # rank 0 generates missing splits; the others then find them
         ids = ensure_datasets(data, root, workers=workers, progress=info.is_main)
     # Imported videos are action-free (their stored actions are placeholders): no labels.
@@ -155,12 +143,9 @@ def train_tokenizer_stage(
             "same dataset flags), then pass its run folder to train_lam.py --tokenizer"
         )
     run = _run_folder(resume, runs, data, "tokenizer", train_cfg.seed, info)
+    artifact = TokenizerRun(run)
     if info.is_main:
-        write_json(run / "data.json", dataclasses.asdict(data))
-        write_json(
-            run / "config.json",
-            {"tokenizer": dataclasses.asdict(tok_cfg), "train": dataclasses.asdict(train_cfg)},
-        )
+        artifact.write_settings(data, tok_cfg, train_cfg)
     torch.manual_seed(train_cfg.seed)
     tok = Tokenizer(tok_cfg)
     frames = caches["train"].frames
@@ -191,17 +176,14 @@ def train_tokenizer_stage(
             checkpoint_state=lambda: {"wall_seconds": time.perf_counter() - start},
         )
     if not info.is_main:
-        barrier(info)  # until rank 0 has written the weights, codes and results.json
-        return run
-    (run / "tokenizer").mkdir(exist_ok=True)
-    (run / "tokenizer" / "config.json").write_text(to_json(tok_cfg))
-    save_weights(tok, run / "tokenizer" / "model.safetensors")
+        barrier(info)  # until rank 0 has written the weights, codes and results
+        return artifact
+    artifact.save_tokenizer(tok)
     psnr = {split: _psnr(tok, cache.frames[:2048], info.device) for split, cache in caches.items()}
     for split, cache in caches.items():
-        encode_cache(tok, cache, info.device).save(run / "codes" / f"{split}.safetensors")
-    codes = CodeCache.load(run / "codes" / "train.safetensors").codes
-    write_json(
-        run / "results.json",
+        encode_cache(tok, cache, info.device).save(artifact.codes_path(split))
+    codes = CodeCache.load(artifact.codes_path("train")).codes
+    artifact.write_results(
         {
             "psnr": psnr,
             "codebook_used": int(np.unique(codes).size),
@@ -214,17 +196,19 @@ def train_tokenizer_stage(
         },
     )
     barrier(info)
-    return run
+    return artifact
 
 
 # -- latent action models ------------------------------------------------------------------------
-def model_config_for(model_cfg: ModelConfig, tok: Tokenizer, data: DatasetSpec) -> ModelConfig:
+def model_config_for(
+    model_cfg: ModelConfig, tok: TokenizerConfig, data: DatasetSpec
+) -> ModelConfig:
     """Fill in what the tokenizer and data fix: codebook, feature size, grid, agents."""
     return dataclasses.replace(
         model_cfg,
-        codebook_size=tok.config.codebook_size,
-        code_dim=tok.config.z_channels,
-        grid=tok.config.grid,
+        codebook_size=tok.codebook_size,
+        code_dim=tok.z_channels,
+        grid=tok.grid,
         num_agents=data.agents if data.env == "multigrid" else 1,
         agent_actions=MULTIGRID_ACTIONS if data.env == "multigrid" else PROCGEN_ACTIONS,
     )
@@ -269,54 +253,42 @@ def train_model_stage(
     train_cfg: TrainConfig,
     stage_cfg: StageConfig,
     *,
-    tokenizer_run: Path,
+    tokenizer_run: TokenizerRun | Path,
     runs: Path,
     resume: Path | None = None,
     stop_after: int | None = None,
-) -> Path:
-    """Train a latent action model on a tokenizer run's encoded data; returns the run folder."""
+) -> ModelRun:
+    """Train a latent action model on a tokenizer run's encoded data (or continue the run
+    ``resume`` with its stored configs); returns the run."""
     if train_cfg.threads:
         torch.set_num_threads(train_cfg.threads)
     info: DistInfo = setup(train_cfg.device)
     if resume is not None:
-        path = resume / "config.json"
-        stored = _stored_config(path, ("model", "train", "stage", "tokenizer_run"))
+        resumed = ModelRun(resume)
+        path, stored = resumed.config_path, resumed.config()
         model_cfg = from_dict(ModelConfig, stored["model"], source=path)
         train_cfg = from_dict(TrainConfig, stored["train"], source=path)
         stage_cfg = from_dict(StageConfig, stored["stage"], source=path)
         tokenizer_run = Path(str(stored["tokenizer_run"]))
-    if not (tokenizer_run / "results.json").is_file():
-        raise FileNotFoundError(
-            f"{tokenizer_run} is not a finished tokenizer run (no results.json): run "
-            "experiments/train_tokenizer.py first, or pass a finished one as train_lam.py "
-            "--tokenizer RUN_DIR"
-        )
-    data = from_dict(
-        DatasetSpec, read_json(tokenizer_run / "data.json"), source=tokenizer_run / "data.json"
-    )
+    if not isinstance(tokenizer_run, TokenizerRun):
+        tokenizer_run = TokenizerRun(tokenizer_run)
+    TokenizerRun.open(tokenizer_run.path)  # refused unless finished
+    data = tokenizer_run.data()
     if data.env == "video" and model_cfg.model == "wm":
         raise ValueError(
-            f"{tokenizer_run} was trained on imported videos, which have no actions: WM is "
+            f"{tokenizer_run.path} was trained on imported videos, which have no actions: WM is "
             "conditioned on true actions; train flam, lam or oclam (train_lam.py --model)"
         )
-    tok = load_tokenizer(tokenizer_run, info.device)
-    model_cfg = model_config_for(model_cfg, tok, data)
+    tok = tokenizer_run.load_tokenizer(info.device)
+    model_cfg = model_config_for(model_cfg, tok.config, data)
     codebook = tok.config.codebook_size
-    train_codes = CodeCache.load(tokenizer_run / "codes" / "train.safetensors", codebook)
-    val_path = tokenizer_run / "codes" / "val.safetensors"
-    val_codes = CodeCache.load(val_path, codebook) if val_path.is_file() else train_codes
+    train_codes = tokenizer_run.codes("train", codebook)
+    has_val = tokenizer_run.codes_path("val").is_file()
+    val_codes = tokenizer_run.codes("val", codebook) if has_val else train_codes
     run = _run_folder(resume, runs, data, model_cfg.model, train_cfg.seed, info)
+    artifact = ModelRun(run)
     if info.is_main:
-        write_json(run / "data.json", dataclasses.asdict(data))
-        write_json(
-            run / "config.json",
-            {
-                "model": dataclasses.asdict(model_cfg),
-                "train": dataclasses.asdict(train_cfg),
-                "stage": dataclasses.asdict(stage_cfg),
-                "tokenizer_run": str(tokenizer_run.resolve()),
-            },
-        )
+        artifact.write_settings(data, model_cfg, train_cfg, stage_cfg, tokenizer_run)
 
     torch.manual_seed(train_cfg.seed)
     model = build_model(model_cfg, code_features(tok))
@@ -374,9 +346,9 @@ def train_model_stage(
             checkpoint_state=lambda: {"curve": curve, "wall_seconds": time.perf_counter() - start},
         )
     if not info.is_main:
-        barrier(info)  # until rank 0 has written the model and results.json
-        return run
-    model.save(run / "model")
+        barrier(info)  # until rank 0 has written the model and results
+        return artifact
+    artifact.save_model(model)
     summary: dict[str, Any] = {
         "model": model_cfg.model,
         "final_loss": float(np.mean(result.losses[-20:])) if result.losses else float("nan"),
@@ -386,8 +358,8 @@ def train_model_stage(
         "hardware": hardware(),
         "eval": result.last_eval,
         "curve": curve,
-        "tokenizer_run": str(tokenizer_run),
+        "tokenizer_run": str(tokenizer_run.path),
     }
-    write_json(run / "results.json", summary)
+    artifact.write_results(summary)
     barrier(info)
-    return run
+    return artifact

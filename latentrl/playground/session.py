@@ -27,10 +27,8 @@ uint8 ``(h, w, 3)``; attention ``(k, n)``.
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Literal
 
 import numpy as np
@@ -380,23 +378,3 @@ class PlaySession:
     def latency_ms(self) -> float | None:
         """Median wall time of the steps so far (ms), or None before the first."""
         return float(np.median(self.step_ms)) if self.step_ms else None
-
-
-def find_decoder(run_dir: Path) -> Path | None:
-    """A latent-action decoder trained for the model in ``run_dir``, if one is on disk:
-    ``run_dir/decoder``, or the ``decoder_<kind>`` folder of a ``bc_from_video`` pipeline run
-    (next to ``run_dir``, under ``runs/bc_from_video/``) whose ``results.json`` names this run."""
-    if (run_dir / "decoder" / "config.json").is_file():
-        return run_dir / "decoder"
-    target = run_dir.resolve()
-    found = []
-    for results in sorted((run_dir.parent / "bc_from_video").glob("*/results.json")):
-        try:
-            runs = json.loads(results.read_text()).get("model_runs", {})
-        except (OSError, ValueError):
-            continue
-        for kind, path in runs.items():
-            folder = results.parent / f"decoder_{kind}"
-            if Path(path).resolve() == target and (folder / "config.json").is_file():
-                found.append(folder)
-    return max(found, key=lambda p: p.stat().st_mtime) if found else None

@@ -20,7 +20,7 @@ def test_failure_after_the_output_folder_was_made_removes_it(
         made.extend((tmp_path / "runs" / "bc_from_video").iterdir())
         raise RuntimeError("stage crashed")
 
-    monkeypatch.setattr(pipeline, "_finished_tokenizer_run", fail_later)
+    monkeypatch.setattr(pipeline, "_tokenizer", fail_later)
     with pytest.raises(RuntimeError, match="stage crashed"):
         run_pipeline(PipelineConfig(agents=1), runs=tmp_path / "runs", root=str(tmp_path / "d"))
     assert len(made) == 1  # the folder had been made ...

@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from agents.pipeline import PipelineConfig, check_model_run, check_planner_run, pipeline_preset
+from agents.pipeline import PipelineConfig, check_fits_task, check_planner_run, pipeline_preset
 from agents.planner import PlannerConfig
+from latentrl.artifacts import ModelRun
 from latentrl.data.recipes import DatasetSpec
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -53,33 +54,33 @@ def test_missing_model_run_is_named(tmp_path: Path) -> None:
     assert "is not a finished latent action model run" in out.stderr
 
 
-def _fake_run(tmp: Path, data: DatasetSpec) -> Path:
+def _fake_run(tmp: Path, data: DatasetSpec) -> ModelRun:
     tok, run = tmp / "tok", tmp / "run"
     (run / "model").mkdir(parents=True)
     tok.mkdir()
     (run / "model" / "config.json").write_text("{}")
     (run / "config.json").write_text(json.dumps({"tokenizer_run": str(tok)}))
     (tok / "data.json").write_text(json.dumps(dataclasses.asdict(data)))
-    return run
+    return ModelRun(run)
 
 
 def test_model_trained_on_another_frame_size_is_refused(tmp_path: Path) -> None:
     data = pipeline_preset(PipelineConfig()).data
     run = _fake_run(tmp_path, dataclasses.replace(data, size=16))
     with pytest.raises(ValueError, match="frames of 64x64 px but the task's frames are 32x32"):
-        check_model_run(run, data)
+        check_fits_task(run, data)
 
 
 def test_model_trained_on_another_agent_count_is_refused(tmp_path: Path) -> None:
     data = pipeline_preset(PipelineConfig()).data
     run = _fake_run(tmp_path, dataclasses.replace(data, agents=2))
     with pytest.raises(ValueError, match="pass --agents 2"):
-        check_model_run(run, data)
+        check_fits_task(run, data)
 
 
 def test_model_without_positional_slots_is_refused_for_the_slot_score(tmp_path: Path) -> None:
     run = _fake_run(tmp_path, pipeline_preset(PipelineConfig()).data)
-    (run / "model" / "config.json").write_text(json.dumps({"pos_slots": False}))
+    (run.path / "model" / "config.json").write_text(json.dumps({"pos_slots": False}))
     with pytest.raises(ValueError, match="--planner-score pixels"):
         check_planner_run(run, PlannerConfig())
     check_planner_run(run, PlannerConfig(score="pixels"))  # the pixel score needs no centroids

@@ -30,7 +30,6 @@ from latentrl.control import (
 )
 from latentrl.data.codes import CodeCache
 from latentrl.data.recipes import DatasetSpec
-from latentrl.evaluation import ModelRun
 from latentrl.views import labelled_strip, labelled_video
 from tests.evaluation.tiny import tiny_tokenizer
 from tests.models.tiny import AGENTS, GRID, SLOTS, TOKENS, random_batch, tiny_model
@@ -194,8 +193,7 @@ def held_out_run(kind: str, tmp_path: Path) -> HeldOutRun:
         positions=batch.positions.flatten(0, 1).numpy(),
     )
     data = DatasetSpec(env="multigrid", agents=AGENTS, size=GRID, tile_size=4)
-    model_run = ModelRun(tmp_path, tiny_model(kind).eval(), tiny_tokenizer(), tmp_path, data)
-    return HeldOutRun(model_run, cache, "test")
+    return HeldOutRun(tmp_path, tiny_model(kind).eval(), tiny_tokenizer(), data, cache, "test")
 
 
 @pytest.mark.parametrize("kind", ["flam", "lam"])

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from latentrl.artifacts import ModelRun
 from latentrl.evaluation import (
     EvalConfig,
-    check_model_run,
     comparison_table,
     evaluate_run,
     write_comparison,
@@ -80,11 +80,11 @@ def test_comparison_has_the_layout_of_table_1(runs: dict[str, Path]) -> None:
         assert (runs["tmp"] / "comparison" / name).is_file(), name
 
 
-def test_check_model_run_names_the_problem(runs: dict[str, Path], tmp_path: Path) -> None:
-    assert check_model_run(runs["flam"]) == runs["tokenizer"].resolve()
+def test_opening_a_model_run_names_the_problem(runs: dict[str, Path], tmp_path: Path) -> None:
+    assert ModelRun.open(runs["flam"]).tokenizer_run.path == runs["tokenizer"].resolve()
     with pytest.raises(FileNotFoundError, match="no run folder at"):
-        check_model_run(tmp_path / "nope")
+        ModelRun.open(tmp_path / "nope")
     with pytest.raises(ValueError, match="not a latent-action-model run"):
-        check_model_run(runs["tokenizer"])
+        ModelRun.open(runs["tokenizer"])
     with pytest.raises(FileNotFoundError, match=r"has no config\.json"):
-        check_model_run(tmp_path)
+        ModelRun.open(tmp_path)

@@ -37,7 +37,7 @@ def tiny_runs(tmp: Path, kinds: tuple[str, ...]) -> dict[str, Path]:
         root=tmp / "data",
         runs=tmp / "runs",
     )
-    out = {"tokenizer": tokenizer, "data": tmp / "data", "tmp": tmp}
+    out = {"tokenizer": tokenizer.path, "data": tmp / "data", "tmp": tmp}
     for kind in kinds:
         out[kind] = train_model_stage(
             dataclasses.replace(tiny.model, model=kind),
@@ -45,5 +45,5 @@ def tiny_runs(tmp: Path, kinds: tuple[str, ...]) -> dict[str, Path]:
             dataclasses.replace(tiny.stage, probe_windows=8),
             tokenizer_run=tokenizer,
             runs=tmp / "runs",
-        )
+        ).path
     return out

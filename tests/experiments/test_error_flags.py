@@ -28,7 +28,7 @@ FLAG_OWNERS: dict[tuple[str, str], tuple[tuple[str, ...], str]] = {
     **{
         ("agents.pipeline", flag): (
             ("bc_from_video",),
-            "run_pipeline and check_model_run answer bc_from_video.py's command line",
+            "run_pipeline and check_fits_task answer bc_from_video.py's command line",
         )
         for flag in ("--flam-run", "--lam-run", "--agents", "--methods", "--planner-episodes")
     },

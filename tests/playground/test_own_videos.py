@@ -99,14 +99,14 @@ def test_own_videos_import_train_and_play(tmp_path: Path) -> None:
         root=root,
         runs=tmp_path / "runs",
     )
-    assert json.loads((tokenizer / "results.json").read_text())["psnr"]["test"] > 15
+    assert tokenizer.results()["psnr"]["test"] > 15
     flam = train_model_stage(
         tiny.model,
         dataclasses.replace(tiny.train, steps=300, media_every=0, eval_every=300),
         dataclasses.replace(tiny.stage, probe_windows=16),
         tokenizer_run=tokenizer,
         runs=tmp_path / "runs",
-    )
+    ).path
 
     # evaluate_world_model.py and controllable_generation.py take the run like any other.
     evaluation = evaluate_run(flam, EvalConfig(windows=8, steps=4, device="cpu"), root, False)

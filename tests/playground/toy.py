@@ -20,7 +20,6 @@ from torch import nn
 from latentrl.control import HeldOutRun
 from latentrl.data.codes import CodeCache
 from latentrl.data.recipes import DatasetSpec
-from latentrl.evaluation import ModelRun
 from latentrl.models.base import LatentActions, States
 from latentrl.quantize import BottleneckConfig, LatentBottleneck
 
@@ -125,7 +124,7 @@ def toy_codes(episodes: int = 3, frames: int = 12, seed: int = 0) -> CodeCache:
 def toy_run(tmp: Path, factored: bool = True) -> HeldOutRun:
     model, tok = ToyModel(factored).eval(), ToyTokenizer().eval()
     data = DatasetSpec(env="video", task="toy", frame_size=GRID * TOKEN_PX)
-    return HeldOutRun(ModelRun(tmp, model, tok, tmp, data), toy_codes(), "test")  # type: ignore[arg-type]
+    return HeldOutRun(tmp, model, tok, data, toy_codes(), "test")  # type: ignore[arg-type]
 
 
 def sprite_centres(codes: torch.Tensor) -> dict[int, tuple[float, float]]:

@@ -24,7 +24,9 @@ def test_resumed_run_keeps_the_whole_curve_and_wall_time(tmp_path: Path) -> None
         tiny.train, steps=6, batch_size=4, eval_every=2, checkpoint_every=2, media_every=0
     )
     args = (tiny.model, train_cfg, dataclasses.replace(tiny.stage, probe_windows=8))
-    run = train_model_stage(*args, tokenizer_run=tokenizer, runs=tmp_path / "runs", stop_after=4)
+    run = train_model_stage(
+        *args, tokenizer_run=tokenizer, runs=tmp_path / "runs", stop_after=4
+    ).path
     first = read_state(run / "checkpoints" / "latest")
     assert first["step"] == 4 and [row["step"] for row in first["curve"]] == [2, 4]
     train_model_stage(*args, tokenizer_run=tokenizer, runs=tmp_path / "runs", resume=run)
