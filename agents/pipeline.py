@@ -84,13 +84,12 @@ class PipelineConfig:
     planner_episodes: int = opt(
         0,
         "evaluation episodes of the planner, the first of the same seeds (0: as many as "
-        "--episodes; it replans every step, about 0.01 s per step on one CPU core with the "
-        "default controller search)",
+        "--episodes; it replans every step, so it costs more than the cloned policy)",
     )
     methods: tuple[str, ...] = opt(
         ("expert", "random", "bc_true_actions", "bc_flam", "bc_lam", "planner_flam"),
         "which agents to build and evaluate (also bc_lapo: the LAPO-style model, off by default "
-        "while its latent stays at chance on tiny Goal, docs/research/strong_lam.md; "
+        "until its latent carries the agents' moves, docs/research/strong_lam.md; "
         "bc_lam_small: LAM with one agent's codebook, FLAM's per-slot code; bc_lam_capacity: "
         "that codebook once per agent)",
     )
@@ -98,8 +97,7 @@ class PipelineConfig:
     tokenizer_steps: int = opt(0, "tokenizer training steps (0: the preset's)")
     bc_steps: int = opt(
         2500,
-        "behaviour-cloning steps (4-agent true-action BC: 0.95 success at 2000 steps on 300 "
-        "expert episodes, 0.99 at 3000 on 2000)",
+        "behaviour-cloning steps (how success grows with steps: docs/research/bc_acting.md)",
     )
     decoder_steps: int = opt(0, "decoder training steps (0: the decoder config's default)")
     controller_steps: int = opt(0, "controller training steps (0: the controller config's default)")
@@ -206,8 +204,7 @@ def env_kwargs(data: DatasetSpec) -> dict[str, Any]:
 # -- checks of given runs ------------------------------------------------------------------------
 def validation_loss(run: ModelRun) -> float:
     """The run's last held-out prediction loss (no labels involved): the selection criterion
-    among FLAM seeds. On the tiny preset it tracked the per-agent probe across 8 runs (val loss
-    0.001 -> probe 1.0, 0.09 -> 0.82, 0.41 -> 0.56, 0.70 -> 0.41)."""
+    among FLAM seeds (how it tracked the per-agent probe: docs/research/bc_acting.md)."""
     curve = run.results().get("curve") or []
     losses = [c["val_loss"] for c in curve if "val_loss" in c]
     return float(losses[-1]) if losses else float("inf")

@@ -23,7 +23,7 @@ What to expect from a trained FLAM (tiny MultiGrid): a controlled agent follows 
 the others follow the video, but the model never saw a move into a wall or into another agent
 (the data execute and label those as STAY), so such codes make the agent vanish or merge, and a
 slot left empty may then take over another agent's near-empty slots. FSQ codes the model never
-infers (4 of 9 on tiny) also make an agent vanish; ``--prior empirical`` (:func:`code_usage`)
+infers also make an agent vanish; ``--prior empirical`` (:func:`code_usage`)
 samples the codes as often as they are inferred on held-out data.
 
 Shapes: codes ``(b, t, n)`` (``n = grid * grid`` tokens, row-major); latent actions
