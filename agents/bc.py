@@ -46,6 +46,7 @@ from tqdm.auto import tqdm
 
 from agents.evaluate import EnvSpec, make_env
 from latentrl.config import from_dict, opt
+from latentrl.runs import write_json
 
 NUM_ACTIONS = 5
 """MultiGrid's STAY/UP/DOWN/LEFT/RIGHT."""
@@ -273,9 +274,7 @@ class BCPolicyAgent:
             "num_actions": self.num_actions,
             "stats": self.stats,
         }
-        tmp = folder / f".config.json.tmp{os.getpid()}"
-        tmp.write_text(json.dumps(meta, indent=2, sort_keys=True))
-        os.replace(tmp, folder / "config.json")
+        write_json(folder / "config.json", meta)
         # SB3 shares one features extractor between its actor and critic attributes:
         # safetensors' save_model stores that tensor once (save_file would refuse).
         path = folder / "policy.safetensors"

@@ -21,7 +21,7 @@ import numpy as np
 
 from agents.pipeline import METHOD_ORDER, PipelineConfig, run_pipeline
 from latentrl.artifacts import describe, differences, write_results
-from latentrl.runs import as_stored, hardware, read_json, write_json
+from latentrl.runs import as_stored, hardware, read_json, write_json, write_text
 
 BENCHMARK_METHODS = METHOD_ORDER
 PLOT_LABELS = {
@@ -91,9 +91,7 @@ def run_benchmark(
     summary.update(hardware=hardware(), config=dataclasses.asdict(base), action_kind=kind)
     write_results(out, summary)
     table = benchmark_table(summary)
-    tmp = out / f".table.md.tmp{os.getpid()}"
-    tmp.write_text(table + "\n")
-    os.replace(tmp, out / "table.md")
+    write_text(out / "table.md", table + "\n")
     plot_success(summary, out / "success_vs_agents.png")
     return summary
 

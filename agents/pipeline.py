@@ -22,7 +22,6 @@ policies go to one :class:`~latentrl.artifacts.PipelineRun` folder with the figu
 from __future__ import annotations
 
 import dataclasses
-import os
 import shutil
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -47,7 +46,7 @@ from latentrl.data.recipes import DatasetSpec, ensure_datasets
 from latentrl.decoder import DecoderConfig, label_cache, train_decoder
 from latentrl.models import LatentActionModel
 from latentrl.presets import Preset, get_preset
-from latentrl.runs import hardware
+from latentrl.runs import hardware, write_text
 from latentrl.stages import (
     model_config_for,
     probe_batch,
@@ -634,9 +633,7 @@ def _run_pipeline(
     }
     out.write_results(summary)
     table = results_table(summary)
-    tmp = out.path / f".table.md.tmp{os.getpid()}"
-    tmp.write_text(table + "\n")
-    os.replace(tmp, out.path / "table.md")
+    write_text(out.path / "table.md", table + "\n")
     summary["out"] = str(out.path)
     return summary
 

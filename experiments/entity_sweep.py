@@ -48,7 +48,7 @@ from latentrl.evaluation import (
 )
 from latentrl.metrics import MAX_PSNR
 from latentrl.presets import PRESETS, Preset, get_preset
-from latentrl.runs import read_json, write_json
+from latentrl.runs import read_json, write_json, write_text
 from latentrl.stages import model_config_for, train_model_stage, train_tokenizer_stage
 from latentrl.train import TrainConfig
 
@@ -283,9 +283,7 @@ def plot(table_rows: list[dict[str, Any]], models: list[str], path: Path) -> Non
 def report(state: dict[str, Any], args: argparse.Namespace) -> str:
     table_rows = rows(state, args.agents, args.models)
     text = table(table_rows, args.models, state)
-    tmp = args.out / f".table.md.tmp{os.getpid()}"
-    tmp.write_text(text)
-    os.replace(tmp, args.out / "table.md")
+    write_text(args.out / "table.md", text)
     write_results(args.out, {"settings": state["settings"], "rows": table_rows})
     plot(table_rows, args.models, args.out / "psnr_vs_entities.png")
     return text

@@ -37,7 +37,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import os
 import time
 from pathlib import Path
 from typing import Any, Literal
@@ -55,6 +54,7 @@ from latentrl.data.codes import CodeCache
 from latentrl.decoder import ActionDecoder, DecoderConfig, labelled_split, transition_inputs
 from latentrl.models.base import LatentActionModel
 from latentrl.nn.blocks import CrossBlock
+from latentrl.runs import write_json
 
 
 @dataclasses.dataclass(frozen=True)
@@ -182,9 +182,7 @@ class LatentController(nn.Module):
         """Write ``config.json`` and ``model.safetensors`` (each atomically) into ``folder``."""
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        tmp = folder / f".config.json.tmp{os.getpid()}"
-        tmp.write_text(json.dumps(self.meta(), indent=2, sort_keys=True))
-        os.replace(tmp, folder / "config.json")
+        write_json(folder / "config.json", self.meta())
         save_weights(self, folder / "model.safetensors")
 
     @classmethod

@@ -35,7 +35,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import os
 import time
 from pathlib import Path
 from typing import Any
@@ -52,6 +51,7 @@ from latentrl.config import from_dict, opt
 from latentrl.data.codes import CodeCache
 from latentrl.models.base import LatentActionModel
 from latentrl.nn.blocks import CrossBlock
+from latentrl.runs import write_json
 
 NO_LABEL_ERROR = (
     "label fraction 0 leaves nothing to train the decoder on; pass --label-fraction > 0 or "
@@ -212,9 +212,7 @@ class ActionDecoder(nn.Module):
         """Write ``config.json`` and ``model.safetensors`` (each atomically) into ``folder``."""
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        tmp = folder / f".config.json.tmp{os.getpid()}"
-        tmp.write_text(json.dumps(self.meta(), indent=2, sort_keys=True))
-        os.replace(tmp, folder / "config.json")
+        write_json(folder / "config.json", self.meta())
         save_weights(self, folder / "model.safetensors")
 
     @classmethod

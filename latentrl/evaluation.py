@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -50,7 +49,7 @@ from latentrl.distributed import resolve_device
 from latentrl.metrics import MAX_PSNR, perceptual_metrics_status, pooled_psnr, psnr, ssim
 from latentrl.models import LatentActionModel
 from latentrl.prior import latent_pool, needs_pool, sample_prior
-from latentrl.runs import env_tag, hardware, write_json
+from latentrl.runs import env_tag, hardware, write_json, write_text
 from latentrl.tokenizer import Tokenizer
 from latentrl.types import CodeBatch, frames_to_float
 from latentrl.viz import error_map, grid_frames, save_gif, save_mp4, save_png_strip
@@ -403,14 +402,6 @@ def _fmt(value: float | None, digits: int = 2) -> str:
     return "-" if value is None or math.isnan(value) else f"{value:.{digits}f}"
 
 
-def _write_text(path: Path, text: str) -> None:
-    """Write atomically (temporary file + rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def run_table(scores: WorldModelScores) -> str:
     """Markdown: headline figures and the per-step curves of one run."""
     lines = [
@@ -522,7 +513,7 @@ def write_run_outputs(run_dir: Path, evaluation: Evaluation) -> Path:
     out = ModelRun(run_dir).eval_dir
     scores = evaluation.scores
     write_results(out, scores.as_json())
-    _write_text(out / "table.md", run_table(scores))
+    write_text(out / "table.md", run_table(scores))
     plot_psnr_curves([scores], out / "psnr_per_step.png")
     video = grid_frames(evaluation.example.rows())
     save_gif(video, out / "rollout.gif")
@@ -536,7 +527,7 @@ def write_comparison(evaluations: Sequence[Evaluation], out: Path) -> str:
     row per model, then one error row per model) in ``out``; returns the table."""
     scores = [e.scores for e in evaluations]
     table = comparison_table(scores)
-    _write_text(out / "comparison.md", table)
+    write_text(out / "comparison.md", table)
     write_json(out / "comparison.json", [s.as_json() for s in scores])
     plot_psnr_curves(scores, out / "psnr_per_step.png")
     truth = evaluations[0].example.truth

@@ -22,12 +22,17 @@ from latentrl.data.recipes import DatasetSpec
 from latentrl.errors import ArtifactError
 
 
-def write_json(path: Path, data: Any) -> None:
-    """Write JSON atomically (temporary file + rename)."""
+def write_text(path: Path, text: str) -> None:
+    """Write a text file atomically (temporary file in the same folder + rename)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=_jsonable))
+    tmp.write_text(text)
     os.replace(tmp, path)
+
+
+def write_json(path: Path, data: Any) -> None:
+    """Write JSON atomically (:func:`write_text`), keys sorted, dataclasses and paths as JSON."""
+    write_text(path, json.dumps(data, indent=2, sort_keys=True, default=_jsonable))
 
 
 def as_stored(data: Any) -> Any:
