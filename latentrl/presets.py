@@ -130,7 +130,9 @@ PRESETS: dict[str, Preset] = {
             media_every=600,
         ),
         stage=StageConfig(window=4),
-        steps_by_model=(("lam", 1000), ("oclam", 1000), ("wm", 1000)),
+        steps_by_model=(("lam", 1000), ("lapo", 1300), ("oclam", 1000), ("wm", 1000)),
+        lr_by_model=(("lam", 2e-3), ("lapo", 2e-3)),
+        model_by_kind=(("lam", JOINT_LATENT), ("lapo", JOINT_LATENT)),
     ),
     "paper-multigrid": Preset(
         data=DatasetSpec(

@@ -1,0 +1,38 @@
+"""Every preset gives its monolithic models a scene latent that can hold a joint action.
+
+A merge once left the tiny preset's LAM on FLAM's per-slot code (FSQ [3, 3], 9 codes) while the
+README described the joint-action LAM; these checks fail on that.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from latentrl.presets import PRESETS
+
+
+@pytest.mark.parametrize("name", sorted(PRESETS))
+@pytest.mark.parametrize("kind", ["lam", "lapo"])
+def test_monolithic_latent_holds_a_joint_action(name: str, kind: str) -> None:
+    preset = PRESETS[name]
+    cfg = preset.model_for(kind)
+    agents = preset.data.agents if preset.data.env == "multigrid" else cfg.num_agents
+    joint_bits = agents * math.log2(cfg.agent_actions)
+    codes = cfg.bottleneck.num_codes
+    assert codes is not None
+    assert math.log2(codes) >= joint_bits, (name, kind, codes, joint_bits)
+    assert cfg.action_norm
+
+
+@pytest.mark.parametrize("name", sorted(PRESETS))
+def test_monolithic_models_get_their_own_optimisation(name: str) -> None:
+    preset = PRESETS[name]
+    flam = preset.model_for("flam")
+    assert flam.bottleneck.num_codes is not None
+    # FLAM's per-slot code holds one agent's move, not the scene's.
+    assert flam.bottleneck.num_codes < preset.model_for("lam").bottleneck.num_codes
+    if name in ("tiny", "small"):
+        assert preset.train_for("lam").lr == 2e-3
+        assert preset.train_for("lapo").steps == 1300
