@@ -266,7 +266,7 @@ def decoder_inputs(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Codes ``(b, t, n)`` -> states ``(b, t - 1, k, d_s)`` at each ``t`` and latent actions
     ``(b, t - 1, k', d_a)`` of each transition (model in eval mode, no gradients)."""
-    if model.config.model == "wm":
+    if model.config.conditioned_on_true_actions:
         raise ValueError(
             "the WM baseline is conditioned on true actions and has no latent actions to decode"
         )

@@ -140,7 +140,7 @@ def infer_actions(model: LatentActionModel, batch: CodeBatch) -> torch.Tensor:
     WM is conditioned on true actions, so it gets ``batch.actions`` (``(b, t - 1, a)``); the
     latent action models get none.
     """
-    if model.config.model == "wm":
+    if model.config.conditioned_on_true_actions:
         if batch.actions is None:
             raise ValueError("WM needs the true actions of the windows: the codes have none")
         return model.infer_latent_actions(batch.codes, batch.actions).actions
@@ -353,7 +353,9 @@ def evaluate_run(
     batches = range(0, len(starts), config.batch_size)
     for s in tqdm(batches, desc=f"eval {run_dir.name}", disable=not progress, dynamic_ncols=True):
         idx = starts[s : s + config.batch_size]
-        batch = codes.windows(idx, window, labels=kind == "wm").to(device)
+        batch = codes.windows(idx, window, labels=model.config.conditioned_on_true_actions).to(
+            device
+        )
         pixels = frames.frames[idx[:, None] + np.arange(window)]
         truth = frames_to_float(torch.from_numpy(pixels).to(device))
         fresh = tok.encode(rearrange(truth, "b t c h w -> (b t) c h w"))[1]

@@ -274,7 +274,7 @@ def train_model_stage(
         tokenizer_run = TokenizerRun(tokenizer_run)
     TokenizerRun.open(tokenizer_run.path)  # refused unless finished
     data = tokenizer_run.data()
-    if data.env == "video" and model_cfg.model == "wm":
+    if data.env == "video" and model_cfg.conditioned_on_true_actions:
         raise ValueError(
             f"{tokenizer_run.path} was trained on imported videos, which have no actions: WM is "
             "conditioned on true actions; train flam, lam or oclam (train_lam.py --model)"
@@ -292,7 +292,7 @@ def train_model_stage(
 
     torch.manual_seed(train_cfg.seed)
     model = build_model(model_cfg, code_features(tok))
-    labels = model_cfg.model == "wm"
+    labels = model_cfg.conditioned_on_true_actions
     held_out = probe_batch(val_codes, stage_cfg.window, stage_cfg.probe_windows, train_cfg.seed)
     cell_px, token_px = (data.tile_size if data.env == "multigrid" else 1), tok.config.downsample
 
@@ -306,7 +306,7 @@ def train_model_stage(
         batch = held_out.to(info.device)
         val_loss, _ = model.loss(batch if labels else batch.without_labels())
         out = {"val_loss": val_loss.item()}
-        if model_cfg.model != "wm" and data.env == "multigrid":
+        if not labels and data.env == "multigrid":
             out.update(probe(model, batch, cell_px, token_px, seed=train_cfg.seed).as_dict())
         # A few windows only: the rollouts must not slow CPU training down noticeably.
         few = CodeBatch(*(None if x is None else x[:WM_EVAL_WINDOWS] for x in batch))
@@ -322,7 +322,7 @@ def train_model_stage(
         log_gif(writer, "eval/rollout", video, step)
         save_gif(video, run / "media" / f"rollout_{step:06d}.gif")
         save_mp4(video, run / "media" / f"rollout_{step:06d}.mp4")
-        if model_cfg.model != "wm" and data.env == "multigrid":
+        if not labels and data.env == "multigrid":
             # eval/attention (slot overlay GIF) and eval/correspondence (slots x agents, DCI).
             log_training_views(
                 writer, step, model, tok, held_out.to(info.device), cell_px, token_px

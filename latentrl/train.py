@@ -29,6 +29,7 @@ from tqdm.auto import tqdm
 from latentrl.checkpoint import load_checkpoint, save_checkpoint
 from latentrl.config import opt
 from latentrl.distributed import DistInfo, shard_rows
+from latentrl.nn.running_stats import recalibrate_running_stats
 
 
 @dataclasses.dataclass(frozen=True)
@@ -84,6 +85,20 @@ def _shard(batch: Any, info: DistInfo) -> Any:
     if isinstance(batch, torch.Tensor):
         return shard_rows(batch, info)
     return type(batch)(*(shard_rows(x, info) for x in batch))
+
+
+RECAL = 20
+"""Training batches whose moments replace the running ones at each evaluation step
+(:mod:`latentrl.nn.running_stats`): 20 x 32 windows for the tiny preset."""
+
+
+def _recalibration_batch(
+    sample_batch: Callable[[int, torch.Generator], Any], config: TrainConfig, info: DistInfo, i: int
+) -> Any:
+    """Batch ``i`` of a recalibration: drawn like a training batch from its own generator, so
+    the training batches are untouched."""
+    generator = torch.Generator().manual_seed(step_seed(config.seed, -1 - i))
+    return _to_device(_shard(sample_batch(-1 - i, generator), info), info.device)
 
 
 def _to_device(batch: Any, device: torch.device) -> Any:
@@ -223,6 +238,12 @@ def train(
             writer.add_scalar("charts/steps_per_s", rate, done)
             writer.add_scalar("charts/samples_per_s", rate * config.batch_size, done)
             bar.set_postfix(loss=f"{losses[-1]:.4f}", sps=f"{rate:.1f}")
+        if done % config.eval_every == 0 or done == config.steps:
+            # Every rank (the synced statistics are collectives); before evaluation and the
+            # checkpoint, so both see running moments of the weights as they are now.
+            recalibrate_running_stats(
+                model, lambda i: net(_recalibration_batch(sample_batch, config, info, i)), RECAL
+            )
         if (
             evaluate is not None
             and info.is_main

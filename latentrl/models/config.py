@@ -142,6 +142,12 @@ class ModelConfig:
         return self.readout
 
     @property
+    def conditioned_on_true_actions(self) -> bool:
+        """The model reads the recorded actions instead of inferring latent ones (WM): it
+        needs labelled windows and has no latent action to probe, decode or plan with."""
+        return self.model == "wm"
+
+    @property
     def factored(self) -> bool:
         """One latent action per slot (FLAM) rather than one per scene."""
         return self.model == "flam"
