@@ -61,7 +61,7 @@ def run_benchmark(
     for n in agents:
         for seed in seeds:
             key = cell_key(n, seed, base.action_kind)
-            cfg = dataclasses.replace(base, agents=n, seed=seed, methods=BENCHMARK_METHODS)
+            cfg = dataclasses.replace(base, agents=n, seed=seed)
             wanted = as_stored(cfg)
             if key in state:
                 if "config" not in state[key]:

@@ -5,8 +5,9 @@
     python experiments/benchmark_agents.py --preset paper     # GPU scale
 
 Runs experiments/bc_from_video.py's protocol for every (agent count, seed): expert, random,
-true-action BC, FLAM-BC, LAM-BC with FLAM's per-action codebook, LAM-BC with equal total
-capacity, and the FLAM planner, all evaluated on the same seeded episodes. Writes one table and
+true-action BC, FLAM-BC, LAM-BC (joint-action latent), LAPO-style BC, LAM-BC with FLAM's
+per-action codebook, LAM-BC with equal total capacity, and the FLAM planner (--methods picks a
+subset), all evaluated on the same seeded episodes. Writes one table and
 one plot (success rate versus number of agents) to --out; finished cells are not recomputed.
 Rooms grow from 8x8 to 16x16 cells above 4 agents (MultiGrid's limit for 8x8).
 """
@@ -18,7 +19,7 @@ import dataclasses
 import sys
 from pathlib import Path
 
-from agents.benchmark import benchmark_table, run_benchmark
+from agents.benchmark import BENCHMARK_METHODS, benchmark_table, run_benchmark
 from agents.pipeline import PipelineConfig
 from agents.planner import PlannerConfig
 from latentrl.config import add_config_args, override
@@ -40,6 +41,14 @@ def main() -> None:
     parser.add_argument("--root", type=Path, default=None, help="datasets root")
     parser.add_argument("--runs", type=Path, default=Path("runs"), help="run folders")
     parser.add_argument("--workers", type=int, default=2, help="dataset generation processes")
+    parser.add_argument(
+        "--methods",
+        nargs="+",
+        default=list(BENCHMARK_METHODS),
+        choices=BENCHMARK_METHODS,
+        help="agents per cell (default: all; the main job's default set is expert random "
+        "bc_true_actions bc_flam bc_lam planner_flam)",
+    )
     add_config_args(
         parser,
         PipelineConfig,
@@ -51,7 +60,7 @@ def main() -> None:
     add_config_args(parser, PlannerConfig, "planner", prefix="planner")
     args = vars(parser.parse_args())
     try:
-        base = override(PipelineConfig(), args)
+        base = dataclasses.replace(override(PipelineConfig(), args), methods=tuple(args["methods"]))
         base = dataclasses.replace(base, planner=override(base.planner, args, prefix="planner"))
         summary = run_benchmark(
             base,
