@@ -18,7 +18,9 @@ latent action): a learned query cross-attends over the units and the agent token
 Output per family:
 
 - ``fsq``, ``fsq_target="classify"`` (default): logits over the C codes, cross-entropy to the
-  inferred code; the latent action is the most likely code's value.
+  inferred code; the latent action is the most likely code's value. Only up to
+  ``MAX_CLASSIFIED_CODES`` codes: a joint-action scene latent (5^8 codes) is regressed, since a
+  head over every code would be larger than the rest of the job (and most codes never occur).
 - ``fsq``, ``fsq_target="regress"``: the code's value is regressed (MSE) and then quantized to
   the nearest code.
 - ``gaussian``, ``sparse``: regression (MSE) to the inferred latent action, standardised per
@@ -55,6 +57,9 @@ from latentrl.decoder import ActionDecoder, DecoderConfig, labelled_split, trans
 from latentrl.models.base import LatentActionModel
 from latentrl.nn.blocks import CrossBlock
 from latentrl.runs import write_json
+
+MAX_CLASSIFIED_CODES = 256
+"""Codebooks up to this size are classified; larger ones regressed (see the module docstring)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -108,7 +113,11 @@ class LatentController(nn.Module):
         self.state_dim, self.action_dim = state_dim, action_dim
         self.num_agents, self.num_actions, self.factored = num_agents, num_actions, factored
         d = config.d_model
-        self.classify = codebook is not None and config.fsq_target == "classify"
+        self.classify = (
+            codebook is not None
+            and config.fsq_target == "classify"
+            and len(codebook) <= MAX_CLASSIFIED_CODES
+        )
         self.register_buffer(
             "codebook", torch.zeros(0, action_dim) if codebook is None else codebook.clone()
         )
@@ -163,7 +172,7 @@ class LatentController(nn.Module):
             return self.codebook[out.argmax(-1)]
         value = out * self.out_std + self.out_mean
         if self.discrete:
-            return self.codebook[nearest_code(value, self.codebook)]
+            return snap_to_codes(value, self.codebook)
         return value
 
     # -- persistence ----------------------------------------------------------------------------
@@ -208,6 +217,18 @@ def nearest_code(values: torch.Tensor, codebook: torch.Tensor) -> torch.Tensor:
     """Index ``(...)`` of the code ``(C, d_a)`` nearest to each value ``(..., d_a)``."""
     flat = rearrange(values, "... d -> (...) d")
     return torch.cdist(flat, codebook).argmin(-1).reshape(values.shape[:-1])
+
+
+def snap_to_codes(values: torch.Tensor, codebook: torch.Tensor) -> torch.Tensor:
+    """Value ``(..., d_a)`` of the code nearest to each value. An FSQ codebook is the full grid
+    of its levels, so the nearest code is the nearest level in each dimension, found without a
+    distance to each of the C codes (C = 5^8 for a joint-action latent); any other codebook
+    goes through :func:`nearest_code`."""
+    levels = [torch.unique(codebook[:, j]) for j in range(codebook.shape[1])]
+    if math.prod(len(lv) for lv in levels) != len(codebook):
+        return codebook[nearest_code(values, codebook)]
+    snapped = [lv[(values[..., j, None] - lv).abs().argmin(-1)] for j, lv in enumerate(levels)]
+    return torch.stack(snapped, dim=-1)
 
 
 def model_codebook(model: LatentActionModel) -> torch.Tensor | None:
@@ -343,7 +364,8 @@ def evaluate_controller(
     ref_err, ref_changed = token_errors(model, states, latents, now, nxt)
     if controller.discrete:
         cb = controller.codebook
-        agreement = float((nearest_code(driven, cb) == nearest_code(latents, cb)).float().mean())
+        same = snap_to_codes(driven, cb) == snap_to_codes(latents, cb)
+        agreement = float(same.all(-1).float().mean())
     else:
         resid = (driven - latents).square().sum()
         total = (latents - latents.mean(dim=(0, 1))).square().sum().clamp_min(1e-12)

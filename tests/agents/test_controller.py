@@ -15,6 +15,7 @@ from latentrl.controller import (
     LatentController,
     fit_controller,
     nearest_code,
+    snap_to_codes,
 )
 
 AGENTS, ACTIONS, SLOTS, D_A = 2, 5, 4, 3
@@ -82,6 +83,30 @@ def test_controller_round_trip_recovers_the_real_actions(family: str) -> None:
         assert torch.equal(driven, codebook[nearest_code(driven, codebook)])
     else:
         assert (driven - latents).square().mean() < 0.05 * latents.var()
+
+
+def test_snapping_to_a_grid_codebook_is_the_nearest_code() -> None:
+    levels = torch.tensor([-1.0, -0.5, 0.0, 0.5, 1.0])
+    grid = torch.cartesian_prod(levels, levels, levels)  # 125 codes, an FSQ [5, 5, 5]
+    values = torch.randn(500, 3, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(snap_to_codes(values, grid), grid[nearest_code(values, grid)])
+    other = torch.randn(9, 3, generator=torch.Generator().manual_seed(1))  # not a grid
+    assert torch.equal(snap_to_codes(values, other), other[nearest_code(values, other)])
+
+
+def test_a_joint_action_codebook_is_regressed_not_classified() -> None:
+    # A scene latent of 6 FSQ dimensions x 5 levels: 15625 codes, no head over each of them.
+    levels = torch.linspace(-1, 1, 5)
+    codebook = torch.cartesian_prod(*[levels] * 6)
+    cfg = ControllerConfig(steps=1, d_model=16)
+    controller = LatentController(cfg, 6, 6, AGENTS, ACTIONS, factored=False, codebook=codebook)
+    assert not controller.classify and controller.head[-1].out_features == 6
+    s, a = torch.randn(3, SLOTS, 6), torch.randint(0, ACTIONS, (3, AGENTS))
+    with torch.no_grad():
+        out = controller.eval().latent(s, a)
+    assert out.shape == (3, 1, 6)
+    assert torch.equal(out, snap_to_codes(out, codebook))  # every output is a code
+    assert torch.isin(out, levels).all()
 
 
 def test_controller_refuses_states_of_another_width() -> None:
