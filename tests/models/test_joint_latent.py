@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from latentrl.models.base import LatentActions, States
+from latentrl.nn.running_stats import recalibrate_running_stats
 from latentrl.probe import MAX_ONE_HOT, probe
 from latentrl.types import CodeBatch
 from tests.models.tiny import GRID, TOKENS, tiny_config, tiny_model
@@ -56,6 +57,9 @@ def train_on_moves(kind: str, steps: int, **changes: object) -> tuple[float, ...
         opt.zero_grad()
         loss.backward()
         opt.step()
+    # As the training loop does: running moments of the final weights (latentrl.nn.running_stats).
+    recal = [two_agent_windows(32, 3, gen).without_labels() for _ in range(20)]
+    recalibrate_running_stats(model, lambda i: model.loss(recal[i]), len(recal))
     held_out = two_agent_windows(256, 3, torch.Generator().manual_seed(1))
     result = probe(model, held_out, cell_px=1, token_px=1)
     return (*result.per_agent, result.chance)
