@@ -19,8 +19,8 @@ Output per family:
 
 - ``fsq``, ``fsq_target="classify"`` (default): logits over the C codes, cross-entropy to the
   inferred code; the latent action is the most likely code's value. Only up to
-  ``MAX_CLASSIFIED_CODES`` codes: a joint-action scene latent (5^8 codes) is regressed, since a
-  head over every code would be larger than the rest of the job (and most codes never occur).
+  ``latentrl.quantize.MAX_CATEGORICAL_CODES`` codes: a joint-action scene latent (5^8 codes) is
+  regressed, since a head over every code would be larger than the rest of the job.
 - ``fsq``, ``fsq_target="regress"``: the code's value is regressed (MSE) and then quantized to
   the nearest code.
 - ``gaussian``, ``sparse``: regression (MSE) to the inferred latent action, standardised per
@@ -56,10 +56,8 @@ from latentrl.data.codes import CodeCache
 from latentrl.decoder import ActionDecoder, DecoderConfig, labelled_split, transition_inputs
 from latentrl.models.base import LatentActionModel
 from latentrl.nn.blocks import CrossBlock
+from latentrl.quantize import MAX_CATEGORICAL_CODES
 from latentrl.runs import write_json
-
-MAX_CLASSIFIED_CODES = 256
-"""Codebooks up to this size are classified; larger ones regressed (see the module docstring)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -116,7 +114,7 @@ class LatentController(nn.Module):
         self.classify = (
             codebook is not None
             and config.fsq_target == "classify"
-            and len(codebook) <= MAX_CLASSIFIED_CODES
+            and len(codebook) <= MAX_CATEGORICAL_CODES
         )
         self.register_buffer(
             "codebook", torch.zeros(0, action_dim) if codebook is None else codebook.clone()

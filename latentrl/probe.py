@@ -22,14 +22,8 @@ from einops import repeat
 from torch import nn
 
 from latentrl.models.base import LatentActionModel
+from latentrl.quantize import MAX_CATEGORICAL_CODES
 from latentrl.types import CodeBatch
-
-MAX_ONE_HOT = 256
-"""Larger codebooks are probed on their FSQ code vectors (the same information) instead of a
-one-hot of the index: a joint-action code (a monolithic model's FSQ of 3^8 or 5^8 codes) takes
-more values than the probe has training samples, so a one-hot classifier meets mostly codes it
-never saw and reads chance whatever the code carries, while the code vector lets it read each
-FSQ dimension."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -95,7 +89,7 @@ def latent_features(
     encoded = model.encode_states(batch.codes)
     latent = model.infer(encoded.states, batch.actions)
     cfg = model.config
-    if latent.indices is not None and (cfg.bottleneck.num_codes or 1) <= MAX_ONE_HOT:
+    if latent.indices is not None and (cfg.bottleneck.num_codes or 1) <= MAX_CATEGORICAL_CODES:
         feats = F.one_hot(latent.indices, cfg.bottleneck.num_codes or 1).float()
     else:
         feats = latent.actions

@@ -26,6 +26,13 @@ from latentrl.nn.whiten import BatchWhitening
 
 BottleneckKind = Literal["fsq", "gaussian", "sparse"]
 
+MAX_CATEGORICAL_CODES = 256
+"""FSQ codebooks up to this size are read as categories (one-hot inputs, classes to predict);
+larger ones (a monolithic model's joint-action code, 5^8) by their code vectors. Such a code
+takes more values than the labelled or probed transitions: a one-hot reader meets mostly codes
+it never saw and reads chance whatever the code carries, and a head over every code is larger
+than the rest of the job, while the code vector exposes each FSQ dimension."""
+
 
 @dataclasses.dataclass(frozen=True)
 class BottleneckConfig:

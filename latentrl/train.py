@@ -238,17 +238,14 @@ def train(
             writer.add_scalar("charts/steps_per_s", rate, done)
             writer.add_scalar("charts/samples_per_s", rate * config.batch_size, done)
             bar.set_postfix(loss=f"{losses[-1]:.4f}", sps=f"{rate:.1f}")
-        if done % config.eval_every == 0 or done == config.steps:
+        at_eval = done % config.eval_every == 0 or done == config.steps
+        if at_eval:
             # Every rank (the synced statistics are collectives); before evaluation and the
             # checkpoint, so both see running moments of the weights as they are now.
             recalibrate_running_stats(
                 model, lambda i: net(_recalibration_batch(sample_batch, config, info, i)), RECAL
             )
-        if (
-            evaluate is not None
-            and info.is_main
-            and (done % config.eval_every == 0 or done == config.steps)
-        ):
+        if evaluate is not None and info.is_main and at_eval:
             model.eval()
             with torch.no_grad():
                 last_eval = evaluate(done)

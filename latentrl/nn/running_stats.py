@@ -9,6 +9,11 @@ the lag is a large error after normalisation, FSQ rounds to other codes, and eve
 mode reader (the probe, the decoder, labelling, the planner) sees other latent actions than
 training did. Re-estimating the moments from a few batches with the current weights removes the
 lag (docs/research/strong_lam.md).
+
+``torch.optim.swa_utils.update_bn`` does this for ``_BatchNorm`` layers over a loader of model
+inputs; here the batches are the training loss's own (a window batch, not a model input), the
+whitening layer (``BatchWhitening``) needs the same, and the global RNG must be left untouched
+for the exact-resume contract, hence this small function instead.
 """
 
 from __future__ import annotations

@@ -17,7 +17,8 @@ from torch import nn
 
 from latentrl.models.base import LatentActions, States
 from latentrl.nn.running_stats import recalibrate_running_stats
-from latentrl.probe import MAX_ONE_HOT, probe
+from latentrl.probe import probe
+from latentrl.quantize import MAX_CATEGORICAL_CODES
 from latentrl.types import CodeBatch
 from tests.models.tiny import GRID, TOKENS, tiny_config, tiny_model
 
@@ -83,10 +84,10 @@ class JointOracle(nn.Module):
 
 
 def test_probe_credits_a_joint_code_with_both_moves() -> None:
-    # 625 codes > MAX_ONE_HOT: the probe reads the code vector. A code that names both moves
+    # 625 codes > MAX_CATEGORICAL_CODES: the probe reads the code vector. A code that names both moves
     # (one FSQ dimension per agent) gives both agents' probes near 1; a code that names only
     # agent 0's move leaves agent 1 at chance: the probe tells the two apart.
-    assert MAX_ONE_HOT < 5**4
+    assert MAX_CATEGORICAL_CODES < 5**4
     batch = two_agent_windows(256, 3, torch.Generator().manual_seed(3))
     moves = batch.actions.float() / 2 - 1  # (b, t - 1, 2) in [-1, 1]
     zeros = torch.zeros_like(moves)

@@ -1,8 +1,5 @@
-"""Every preset gives its monolithic models a scene latent that can hold a joint action.
-
-A merge once left the tiny preset's LAM on FLAM's per-slot code (FSQ [3, 3], 9 codes) while the
-README described the joint-action LAM; these checks fail on that.
-"""
+"""Every preset gives its monolithic models a scene latent that can hold a joint action, and
+FLAM the small per-slot code: a LAM left on FLAM's 9 codes would be a starved baseline."""
 
 from __future__ import annotations
 
