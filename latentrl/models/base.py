@@ -22,6 +22,7 @@ from latentrl.config import from_dict, to_json
 from latentrl.errors import ArtifactError
 from latentrl.models.config import ModelConfig
 from latentrl.nn.aggregator import Aggregator
+from latentrl.nn.patches import PatchMerge
 from latentrl.quantize import BottleneckOutput
 from latentrl.types import CodeBatch
 
@@ -66,6 +67,11 @@ class LatentActionModel(nn.Module):
         )
         coords = torch.stack([rows, cols], dim=-1).reshape(-1, 2).float()
         self.register_buffer("token_coords", coords, persistent=False)
+        # Token-level models may merge p x p cells into one state token (``scene_patch``); the
+        # module exists only then, so that the weights of unmerged models keep their names.
+        self.patch_merge = (
+            PatchMerge(d, config.grid, config.scene_patch) if config.scene_patch > 1 else None
+        )
         self.aggregator = Aggregator(
             d,
             config.heads,
@@ -111,6 +117,12 @@ class LatentActionModel(nn.Module):
     def embed_tokens(self, codes: torch.Tensor) -> torch.Tensor:
         """Codes ``(..., n)`` -> token features ``(..., n, d)`` (frozen tokenizer features + position)."""
         return self.code_in(self.aggregator.code_features[codes]) + self.token_pos
+
+    def embed_scene(self, codes: torch.Tensor) -> torch.Tensor:
+        """Codes ``(..., n)`` -> the state tokens of token-level models ``(..., n / p^2, d)``:
+        the token features, merged ``p x p`` when ``scene_patch`` is ``p > 1``."""
+        tokens = self.embed_tokens(codes)
+        return tokens if self.patch_merge is None else self.patch_merge(tokens)
 
     def seed_features(self, codes: torch.Tensor) -> torch.Tensor:
         """What first-frame slots are seeded on (``slot_init='seeded'``): ``(..., n, f)``.

@@ -94,6 +94,11 @@ class ModelConfig:
     changed_weight: float = opt(
         10.0, "loss weight of tokens that change between frames (1 = plain CE)"
     )
+    scene_patch: int = opt(
+        1,
+        "lam, wm: cells per side merged into one state token (Genie/LAPO patchify); the "
+        "spatial transformer then attends over grid^2/p^2 tokens, p^4 less attention",
+    )
     lapo_channels: tuple[int, ...] = opt(
         (32, 64), "lapo: channels of the IMPALA inverse-dynamics stages and the UNet levels"
     )
@@ -104,6 +109,17 @@ class ModelConfig:
     codebook_size: int = opt(1024, "tokenizer codebook size (set from the tokenizer)")
     code_dim: int = opt(64, "tokenizer feature dimension (set from the tokenizer)")
     grid: int = opt(8, "tokens per side (set from the tokenizer)")
+
+    def __post_init__(self) -> None:
+        if self.scene_patch < 1 or self.grid % self.scene_patch:
+            raise ValueError(
+                f"scene_patch {self.scene_patch} does not divide the {self.grid}x{self.grid} "
+                "token grid: pass a --scene-patch that divides it (1: no merging)"
+            )
+        if self.scene_patch > 1 and self.model not in ("lam", "wm"):
+            raise ValueError(
+                f"scene_patch merges the tokens of token-level models (lam, wm), not {self.model}'s"
+            )
 
     @property
     def num_tokens(self) -> int:

@@ -24,10 +24,10 @@ class LAM(LatentActionModel):
         self.fdm = SceneFDM(d, h, nb, config.bottleneck.action_dim, positions=m)
 
     def encode_states(self, codes: torch.Tensor) -> States:
-        return States(self.embed_tokens(codes), None)
+        return States(self.embed_scene(codes), None)
 
     def encode_next(self, codes: torch.Tensor, prev: torch.Tensor) -> torch.Tensor:
-        return self.embed_tokens(codes)
+        return self.embed_scene(codes)
 
     def infer(self, states: torch.Tensor, true_actions: torch.Tensor | None) -> LatentActions:
         return bottleneck_to_latent(self.idm(states))

@@ -22,10 +22,10 @@ class WM(LatentActionModel):
         self.fdm = SceneFDM(config.d_model, config.heads, config.blocks, self.action_dim)
 
     def encode_states(self, codes: torch.Tensor) -> States:
-        return States(self.embed_tokens(codes), None)
+        return States(self.embed_scene(codes), None)
 
     def encode_next(self, codes: torch.Tensor, prev: torch.Tensor) -> torch.Tensor:
-        return self.embed_tokens(codes)
+        return self.embed_scene(codes)
 
     def encode_actions(self, actions: torch.Tensor) -> torch.Tensor:
         """True joint actions ``(b, t, a)`` -> action vectors ``(b, t, 1, a * num_actions)``."""
