@@ -94,6 +94,11 @@ class ModelConfig:
     changed_weight: float = opt(
         10.0, "loss weight of tokens that change between frames (1 = plain CE)"
     )
+    idm_delta: bool = opt(
+        False,
+        "lam, oclam, lapo: the inverse dynamics model's change features minus their value had "
+        "nothing changed, so that unchanged content contributes exactly nothing to the latent",
+    )
     scene_patch: int = opt(
         1,
         "lam, wm: cells per side merged into one state token (Genie/LAPO patchify); the "
@@ -115,6 +120,11 @@ class ModelConfig:
             raise ValueError(
                 f"scene_patch {self.scene_patch} does not divide the {self.grid}x{self.grid} "
                 "token grid: pass a --scene-patch that divides it (1: no merging)"
+            )
+        if self.idm_delta and self.model not in ("lam", "oclam", "lapo"):
+            raise ValueError(
+                f"idm_delta changes the scene inverse dynamics of lam, oclam and lapo; "
+                f"{self.model} has none"
             )
         if self.scene_patch > 1 and self.model not in ("lam", "wm"):
             raise ValueError(

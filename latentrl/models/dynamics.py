@@ -87,7 +87,8 @@ class SceneIDM(_SpatioTemporal):
     ``positions`` learned queries pool the per-token changes (Genie's and LAPO's several code
     positions): each can attend to a different part of the scene, e.g. one agent's move. The
     pooled vectors are concatenated and quantised together, so the scene latent ``(.., 1, d_a)``
-    holds ``positions`` blocks of ``d_a / positions`` FSQ values.
+    holds ``positions`` blocks of ``d_a / positions`` FSQ values. With ``delta`` each token's
+    change features are taken relative to those of the same token unchanged.
     """
 
     def __init__(
@@ -97,8 +98,10 @@ class SceneIDM(_SpatioTemporal):
         blocks: int,
         bottleneck: BottleneckConfig,
         positions: int = 1,
+        delta: bool = False,
     ) -> None:
         super().__init__(dim, heads, blocks)
+        self.delta = delta
         if positions < 1:
             raise ValueError(f"a scene latent needs at least one code position, got {positions}")
         self.positions = positions
@@ -110,11 +113,20 @@ class SceneIDM(_SpatioTemporal):
         b, t, k = states.shape[:3]
         cur = rearrange(states[:, :-1], "b t k d -> (b t) k d")
         nxt = rearrange(states[:, 1:], "b t k d -> (b t k) 1 d")
-        q = nxt
+        still = rearrange(states[:, :-1], "b t k d -> (b t k) 1 d")
+        q, q_still = nxt, still
         for spatial, temporal in zip(self.spatial, self.temporal, strict=True):
             cur = spatial(cur)
-            kv = torch.cat([rearrange(cur, "bt k d -> (bt k) 1 d"), nxt], dim=1)
-            q = temporal(q, kv)
+            flat = rearrange(cur, "bt k d -> (bt k) 1 d")
+            q = temporal(q, torch.cat([flat, nxt], dim=1))
+            if self.delta:
+                q_still = temporal(q_still, torch.cat([flat, still], dim=1))
+        if self.delta:
+            # What each token's change features would be had the token stayed as it was: the
+            # difference is exactly zero on unchanged tokens, so from the first step the pooled
+            # latent varies with what moved, not with where everything is (the forward model
+            # already has that from frame t).
+            q = q - q_still
         changes = rearrange(q, "(bt k) 1 d -> bt k d", k=k)
         query = repeat(self.pool_query, "1 m d -> bt m d", bt=changes.shape[0])
         pooled = self.pool(query, changes)

@@ -20,7 +20,7 @@ class LAM(LatentActionModel):
         super().__init__(config, code_features)
         d, h, nb = config.d_model, config.heads, config.blocks
         m = config.action_positions
-        self.idm = SceneIDM(d, h, nb, config.bottleneck, positions=m)
+        self.idm = SceneIDM(d, h, nb, config.bottleneck, positions=m, delta=config.idm_delta)
         self.fdm = SceneFDM(d, h, nb, config.bottleneck.action_dim, positions=m)
 
     def encode_states(self, codes: torch.Tensor) -> States:

@@ -40,8 +40,15 @@ STACK = 3
 class PixelIDM(nn.Module):
     """Frames ``(b, t, d, g, g)`` -> one quantised latent action per transition ``(b, t-1, 1, d_a)``."""
 
-    def __init__(self, dim: int, channels: tuple[int, ...], bottleneck: BottleneckConfig) -> None:
+    def __init__(
+        self,
+        dim: int,
+        channels: tuple[int, ...],
+        bottleneck: BottleneckConfig,
+        delta: bool = False,
+    ) -> None:
         super().__init__()
+        self.delta = delta
         self.encoder = ImpalaEncoder(STACK * dim, channels, dim)
         self.head = nn.Sequential(nn.ReLU(), nn.Linear(dim, dim), nn.ReLU(), nn.Linear(dim, dim))
         self.bottleneck = LatentBottleneck(dim, bottleneck)
@@ -49,8 +56,14 @@ class PixelIDM(nn.Module):
     def forward(self, frames: torch.Tensor) -> BottleneckOutput:
         b = frames.shape[0]
         prev = torch.cat([frames[:, :1], frames[:, :-2]], dim=1)
-        stacked = torch.cat([prev, frames[:, :-1], frames[:, 1:]], dim=2)  # (b, t-1, 3d, g, g)
+        cur = frames[:, :-1]
+        stacked = torch.cat([prev, cur, frames[:, 1:]], dim=2)  # (b, t-1, 3d, g, g)
         h = self.encoder(rearrange(stacked, "b t c h w -> (b t) c h w"))
+        if self.delta:
+            # Minus the features of the same frames had nothing moved (o_{t+1} = o_t): zero
+            # wherever nothing changed, so the latent varies with the moves from the first step.
+            still = torch.cat([prev, cur, cur], dim=2)
+            h = h - self.encoder(rearrange(still, "b t c h w -> (b t) c h w"))
         # Global average over the pooled map: the latent sums what happened in each place
         # (which sprite moved how) without saying where, which the forward model knows from
         # frame t. With a flattened map the code names moves by location, and a per-agent
@@ -139,7 +152,7 @@ class LAPO(LatentActionModel):
     def __init__(self, config: ModelConfig, code_features: torch.Tensor) -> None:
         super().__init__(config, code_features)
         d = config.d_model
-        self.idm = PixelIDM(d, config.lapo_channels, config.bottleneck)
+        self.idm = PixelIDM(d, config.lapo_channels, config.bottleneck, delta=config.idm_delta)
         self.fdm = FrameUNet(d, config.bottleneck.action_dim, config.lapo_channels)
 
     def _image(self, tokens: torch.Tensor) -> torch.Tensor:

@@ -19,7 +19,7 @@ class OCLAM(LatentActionModel):
         super().__init__(config, code_features)
         d, h, nb = config.d_model, config.heads, config.blocks
         self.factorizer = Factorizer(config)
-        self.idm = SceneIDM(d, h, nb, config.bottleneck)
+        self.idm = SceneIDM(d, h, nb, config.bottleneck, delta=config.idm_delta)
         self.fdm = SceneFDM(d, h, nb, config.bottleneck.action_dim)
 
     def encode_states(self, codes: torch.Tensor) -> States:
