@@ -88,6 +88,10 @@ PAPER_STAGE = StageConfig(window=10, probe_windows=512)
 # codes, 18.6 bits), room for a joint action of 4 agents x 5 moves (9.3 bits) and more; FLAM's
 # per-slot code is the small one (docs/research/strong_lam.md).
 JOINT_LATENT: tuple[tuple[str, Any], ...] = (("action_levels", (5,) * 8), ("action_norm", True))
+# The LAPO-style model on LAPO's plain next-frame loss: with changed tokens weighted 10x its UNet
+# found a latent-free optimum (an agent spread over every cell it may move to) and its inverse
+# dynamics never started to carry the moves (docs/research/strong_lam.md, P7 vs P9).
+LAPO_LATENT: tuple[tuple[str, Any], ...] = (*JOINT_LATENT, ("changed_weight", 1.0))
 
 PRESETS: dict[str, Preset] = {
     "tiny": Preset(
@@ -132,7 +136,7 @@ PRESETS: dict[str, Preset] = {
         stage=StageConfig(window=4),
         steps_by_model=(("lam", 1000), ("lapo", 1300), ("oclam", 1000), ("wm", 1000)),
         lr_by_model=(("lam", 2e-3), ("lapo", 2e-3)),
-        model_by_kind=(("lam", JOINT_LATENT), ("lapo", JOINT_LATENT)),
+        model_by_kind=(("lam", JOINT_LATENT), ("lapo", LAPO_LATENT)),
     ),
     "paper-multigrid": Preset(
         data=DatasetSpec(
@@ -155,7 +159,7 @@ PRESETS: dict[str, Preset] = {
         ),
         train=PAPER_TRAIN,
         stage=PAPER_STAGE,
-        model_by_kind=(("lam", JOINT_LATENT), ("lapo", JOINT_LATENT)),
+        model_by_kind=(("lam", JOINT_LATENT), ("lapo", LAPO_LATENT)),
     ),
     "paper-procgen": Preset(
         data=DatasetSpec(
@@ -181,7 +185,7 @@ PRESETS: dict[str, Preset] = {
         ),
         train=PAPER_TRAIN,
         stage=PAPER_STAGE,
-        model_by_kind=(("lam", JOINT_LATENT), ("lapo", JOINT_LATENT)),
+        model_by_kind=(("lam", JOINT_LATENT), ("lapo", LAPO_LATENT)),
     ),
 }
 

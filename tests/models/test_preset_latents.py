@@ -33,3 +33,13 @@ def test_monolithic_models_get_their_own_optimisation(name: str) -> None:
     if name in ("tiny", "small"):
         assert preset.train_for("lam").lr == 2e-3
         assert preset.train_for("lapo").steps == 1300
+
+
+@pytest.mark.parametrize("name", sorted(PRESETS))
+def test_lapo_trains_on_the_plain_next_frame_loss(name: str) -> None:
+    # Up-weighting changed tokens gave the UNet a latent-free optimum (strong_lam.md).
+    assert PRESETS[name].model_for("lapo").changed_weight == 1.0
+    assert (
+        PRESETS[name].model_for("lam").changed_weight
+        == PRESETS[name].model_for("flam").changed_weight
+    )
