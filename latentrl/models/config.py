@@ -119,7 +119,7 @@ class ModelConfig:
         if self.scene_patch < 1 or self.grid % self.scene_patch:
             raise ValueError(
                 f"scene_patch {self.scene_patch} does not divide the {self.grid}x{self.grid} "
-                "token grid: pass a --scene-patch that divides it (1: no merging)"
+                "token grid: pass train_lam.py --scene-patch with a divisor of the grid (1: no merging)"
             )
         if self.idm_delta and self.model not in ("lam", "oclam", "lapo"):
             raise ValueError(

@@ -22,8 +22,8 @@ class PatchMerge(nn.Module):
         super().__init__()
         if patch < 1 or grid % patch:
             raise ValueError(
-                f"cannot merge {patch}x{patch} cells of a {grid}x{grid} token grid: pass a "
-                f"--scene-patch that divides {grid}"
+                f"cannot merge {patch}x{patch} cells of a {grid}x{grid} token grid: pass train_lam.py "
+                f"--scene-patch with a divisor of {grid}"
             )
         self.grid, self.patch = grid, patch
         self.proj = nn.Linear(patch * patch * dim, dim)
