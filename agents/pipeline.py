@@ -290,13 +290,18 @@ def _train_model(
         model_cfg = dataclasses.replace(
             model_cfg,
             action_levels=preset.model.action_levels,
+            action_positions=1,
             action_norm=preset.model.action_norm,
         )
     if kind == "lam_capacity":
         levels = tuple(preset.model.action_levels) * preset.data.agents
         dim = preset.model.action_dim * preset.data.agents  # the continuous families' capacity
         model_cfg = dataclasses.replace(
-            model_cfg, action_levels=levels, action_dim=dim, action_norm=preset.model.action_norm
+            model_cfg,
+            action_levels=levels,
+            action_positions=1,
+            action_dim=dim,
+            action_norm=preset.model.action_norm,
         )
     train_cfg = preset.train_for(model_cfg.model)
     tok = tokenizer_run.load_tokenizer()

@@ -84,10 +84,18 @@ PAPER_TRAIN = TrainConfig(
     media_every=5000,
 )
 PAPER_STAGE = StageConfig(window=10, probe_windows=512)
-# The monolithic models' one scene latent: 8 FSQ dimensions of 5 levels (8 code positions, 5^8
-# codes, 18.6 bits), room for a joint action of 4 agents x 5 moves (9.3 bits) and more; FLAM's
-# per-slot code is the small one (docs/research/strong_lam.md).
+# The monolithic models' scene latent: 8 FSQ values of 5 levels (5^8 codes, 18.6 bits), room
+# for a joint action of 4 agents x 5 moves (9.3 bits) and more; FLAM's per-slot code is the
+# small one. The LAM reads it as 4 pooled code positions of FSQ [5, 5] from change features that
+# are exactly zero where nothing changed (``idm_delta``): it left its no-latent plateau on the
+# seed where the one-position LAM never did, at the same probe (docs/research/strong_lam.md).
 JOINT_LATENT: tuple[tuple[str, Any], ...] = (("action_levels", (5,) * 8), ("action_norm", True))
+LAM_LATENT: tuple[tuple[str, Any], ...] = (
+    ("action_levels", (5, 5)),
+    ("action_positions", 4),
+    ("action_norm", True),
+    ("idm_delta", True),
+)
 # The LAPO-style model on LAPO's plain next-frame loss: with changed tokens weighted 10x its UNet
 # found a latent-free optimum (an agent spread over every cell it may move to) and its inverse
 # dynamics never started to carry the moves (docs/research/strong_lam.md, P7 vs P9).
@@ -136,7 +144,7 @@ PRESETS: dict[str, Preset] = {
         stage=StageConfig(window=4),
         steps_by_model=(("lam", 1000), ("lapo", 1300), ("oclam", 1000), ("wm", 1000)),
         lr_by_model=(("lam", 2e-3), ("lapo", 2e-3)),
-        model_by_kind=(("lam", JOINT_LATENT), ("lapo", LAPO_LATENT)),
+        model_by_kind=(("lam", LAM_LATENT), ("lapo", LAPO_LATENT)),
     ),
     "paper-multigrid": Preset(
         data=DatasetSpec(
@@ -159,7 +167,7 @@ PRESETS: dict[str, Preset] = {
         ),
         train=PAPER_TRAIN,
         stage=PAPER_STAGE,
-        model_by_kind=(("lam", JOINT_LATENT), ("lapo", LAPO_LATENT)),
+        model_by_kind=(("lam", LAM_LATENT), ("lapo", LAPO_LATENT)),
     ),
     "paper-procgen": Preset(
         data=DatasetSpec(
@@ -185,7 +193,7 @@ PRESETS: dict[str, Preset] = {
         ),
         train=PAPER_TRAIN,
         stage=PAPER_STAGE,
-        model_by_kind=(("lam", JOINT_LATENT), ("lapo", LAPO_LATENT)),
+        model_by_kind=(("lam", LAM_LATENT), ("lapo", LAPO_LATENT)),
     ),
 }
 
