@@ -84,12 +84,11 @@ PAPER_TRAIN = TrainConfig(
     media_every=5000,
 )
 PAPER_STAGE = StageConfig(window=10, probe_windows=512)
-# The monolithic models' scene latent: 8 FSQ values of 5 levels (5^8 codes, 18.6 bits), room
+# The monolithic models' scene latents: 8 FSQ values of 5 levels (5^8 codes, 18.6 bits), room
 # for a joint action of 4 agents x 5 moves (9.3 bits) and more; FLAM's per-slot code is the
-# small one. The LAM reads it as 4 pooled code positions of FSQ [5, 5] from change features that
-# are exactly zero where nothing changed (``idm_delta``): it left its no-latent plateau on the
-# seed where the one-position LAM never did, at the same probe (docs/research/strong_lam.md).
-JOINT_LATENT: tuple[tuple[str, Any], ...] = (("action_levels", (5,) * 8), ("action_norm", True))
+# small one. The LAM reads its latent as 4 pooled code positions of FSQ [5, 5] from change
+# features that are exactly zero where nothing changed (``idm_delta``): the one-position LAM
+# stayed on its no-latent plateau on some seeds (docs/research/strong_lam.md).
 LAM_LATENT: tuple[tuple[str, Any], ...] = (
     ("action_levels", (5, 5)),
     ("action_positions", 4),
@@ -99,7 +98,11 @@ LAM_LATENT: tuple[tuple[str, Any], ...] = (
 # The LAPO-style model on LAPO's plain next-frame loss: with changed tokens weighted 10x its UNet
 # found a latent-free optimum (an agent spread over every cell it may move to) and its inverse
 # dynamics never started to carry the moves (docs/research/strong_lam.md, P7 vs P9).
-LAPO_LATENT: tuple[tuple[str, Any], ...] = (*JOINT_LATENT, ("changed_weight", 1.0))
+LAPO_LATENT: tuple[tuple[str, Any], ...] = (
+    ("action_levels", (5,) * 8),
+    ("action_norm", True),
+    ("changed_weight", 1.0),
+)
 
 PRESETS: dict[str, Preset] = {
     "tiny": Preset(

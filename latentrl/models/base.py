@@ -22,7 +22,7 @@ from latentrl.config import from_dict, to_json
 from latentrl.errors import ArtifactError
 from latentrl.models.config import ModelConfig
 from latentrl.nn.aggregator import Aggregator
-from latentrl.nn.patches import PatchMerge
+from latentrl.nn.patches import patch_merge
 from latentrl.quantize import BottleneckOutput
 from latentrl.types import CodeBatch
 
@@ -70,7 +70,7 @@ class LatentActionModel(nn.Module):
         # Token-level models may merge p x p cells into one state token (``scene_patch``); the
         # module exists only then, so that the weights of unmerged models keep their names.
         self.patch_merge = (
-            PatchMerge(d, config.grid, config.scene_patch) if config.scene_patch > 1 else None
+            patch_merge(d, config.grid, config.scene_patch) if config.scene_patch > 1 else None
         )
         self.aggregator = Aggregator(
             d,

@@ -113,19 +113,19 @@ class SceneIDM(_SpatioTemporal):
         b, t, k = states.shape[:3]
         cur = rearrange(states[:, :-1], "b t k d -> (b t) k d")
         nxt = rearrange(states[:, 1:], "b t k d -> (b t k) 1 d")
-        still = rearrange(states[:, :-1], "b t k d -> (b t k) 1 d")
+        # With ``delta``, the same features had every token stayed as it was (frame t for
+        # t+1): the difference is exactly zero on unchanged tokens, so from the first step the
+        # pooled latent varies with what moved, not with where everything is (the forward model
+        # already has that from frame t).
+        still = rearrange(states[:, :-1], "b t k d -> (b t k) 1 d") if self.delta else None
         q, q_still = nxt, still
         for spatial, temporal in zip(self.spatial, self.temporal, strict=True):
             cur = spatial(cur)
             flat = rearrange(cur, "bt k d -> (bt k) 1 d")
             q = temporal(q, torch.cat([flat, nxt], dim=1))
-            if self.delta:
+            if still is not None:
                 q_still = temporal(q_still, torch.cat([flat, still], dim=1))
-        if self.delta:
-            # What each token's change features would be had the token stayed as it was: the
-            # difference is exactly zero on unchanged tokens, so from the first step the pooled
-            # latent varies with what moved, not with where everything is (the forward model
-            # already has that from frame t).
+        if q_still is not None:
             q = q - q_still
         changes = rearrange(q, "(bt k) 1 d -> bt k d", k=k)
         query = repeat(self.pool_query, "1 m d -> bt m d", bt=changes.shape[0])

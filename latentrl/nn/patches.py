@@ -10,36 +10,16 @@ cross-attention, as they read FLAM's slots.
 
 from __future__ import annotations
 
-import torch
-from einops import rearrange
+from einops.layers.torch import Rearrange
 from torch import nn
 
 
-class PatchMerge(nn.Module):
-    """Token features ``(..., g*g, d)`` -> merged tokens ``(..., (g/p)^2, d)``."""
+def patch_merge(dim: int, grid: int, patch: int) -> nn.Sequential:
+    """Token features ``(..., g*g, d)`` -> merged tokens ``(..., (g/p)^2, d)``.
 
-    def __init__(self, dim: int, grid: int, patch: int) -> None:
-        super().__init__()
-        if patch < 1 or grid % patch:
-            raise ValueError(
-                f"cannot merge {patch}x{patch} cells of a {grid}x{grid} token grid: pass train_lam.py "
-                f"--scene-patch with a divisor of {grid}"
-            )
-        self.grid, self.patch = grid, patch
-        self.proj = nn.Linear(patch * patch * dim, dim)
-
-    @property
-    def tokens(self) -> int:
-        """Merged tokens per frame."""
-        return (self.grid // self.patch) ** 2
-
-    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-        p = self.patch
-        merged = rearrange(
-            tokens,
-            "... (h p1 w p2) d -> ... (h w) (p1 p2 d)",
-            h=self.grid // p,
-            p1=p,
-            p2=p,
-        )
-        return self.proj(merged)
+    ``patch`` must divide ``grid`` (:class:`latentrl.models.ModelConfig` checks ``scene_patch``).
+    """
+    return nn.Sequential(
+        Rearrange("... (h p1 w p2) d -> ... (h w) (p1 p2 d)", h=grid // patch, p1=patch, p2=patch),
+        nn.Linear(patch * patch * dim, dim),
+    )

@@ -7,16 +7,18 @@ import pytest
 import torch
 
 from latentrl.models import ModelConfig
-from latentrl.nn.patches import PatchMerge
+from latentrl.nn.patches import patch_merge
 from tests.models.causality_helpers import changed_from, next_frame_logits
 from tests.models.tiny import CODEBOOK, GRID, TOKENS, random_batch, tiny_model
 
 
 def test_patch_merge_groups_neighbouring_cells() -> None:
-    merge = PatchMerge(dim=1, grid=4, patch=2)
+    merge = patch_merge(dim=1, grid=4, patch=2)
+    proj = merge[1]
+    assert isinstance(proj, torch.nn.Linear)
     with torch.no_grad():
-        merge.proj.weight.copy_(torch.tensor([[1.0, 10.0, 100.0, 1000.0]]))
-        merge.proj.bias.zero_()
+        proj.weight.copy_(torch.tensor([[1.0, 10.0, 100.0, 1000.0]]))
+        proj.bias.zero_()
     # Token i holds the value i; the merged token of the top-left 2x2 block reads cells
     # 0, 1 (first row) and 4, 5 (second row), in that order.
     tokens = torch.arange(16.0).reshape(1, 16, 1)
@@ -37,7 +39,7 @@ def test_merged_models_keep_the_interface(kind: str) -> None:
     assert nxt.shape == (2, TOKENS // 4, 32)
     loss, _ = model.loss(batch)
     loss.backward()
-    assert model.patch_merge is not None and model.patch_merge.proj.weight.grad is not None
+    assert model.patch_merge is not None and model.patch_merge[1].weight.grad is not None
     model.eval()
     frames = model.rollout(batch.codes[:, :2], latent.actions, steps=3)
     assert frames.shape == (2, 3, TOKENS) and frames.min() >= 0 and frames.max() < CODEBOOK
