@@ -344,7 +344,16 @@ class ModelRun(_Run):
         )
 
     def settings(self) -> dict[str, Any]:
+        """The stored settings, with the model and training configs read through their
+        dataclasses: a field added to either after the run was made reads as its default (new
+        options default to the behaviour before them), so older runs stay reusable."""
+        from latentrl.models import ModelConfig
+        from latentrl.train import TrainConfig
+
         stored = _config_object(self.config_path, ())
+        for key, cls in (("model", ModelConfig), ("train", TrainConfig)):
+            if isinstance(stored.get(key), dict):
+                stored[key] = as_stored(from_dict(cls, stored[key], source=self.config_path))
         if "tokenizer_run" in stored:
             stored["tokenizer_run"] = str(Path(str(stored["tokenizer_run"])).resolve())
         return stored

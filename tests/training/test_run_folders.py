@@ -8,6 +8,7 @@ training: seconds.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -127,6 +128,20 @@ def test_a_model_run_compares_the_whole_config_and_the_tokenizer_run(
     other_tok = tokenizer_run(runs, train_steps=9)
     wanted = ModelRun.settings_for(model, train, TINY.stage, other_tok)
     assert [d.field for d in differences(run.settings(), wanted)] == ["tokenizer_run"]
+
+
+def test_a_run_made_before_a_config_field_existed_reads_it_as_its_default(tmp_path: Path) -> None:
+    runs = tmp_path / "runs"
+    tok = tokenizer_run(runs)
+    run = model_run(runs, tok)
+    model, train, settings = model_settings(tok)
+    stored = json.loads(run.config_path.read_text())
+    assert stored["model"]["idm_delta"] is False and "idm_delta" in settings["model"]
+    del stored["model"]["idm_delta"], stored["train"]["seed"]  # as written before they existed
+    run.config_path.write_text(json.dumps(stored))
+    assert ModelRun.find(runs, "flam", settings) == run
+    other = dataclasses.replace(train, seed=train.seed + 1)  # not the default: a different run
+    assert ModelRun.find(runs, "flam", ModelRun.settings_for(model, other, TINY.stage, tok)) is None
 
 
 def test_a_damaged_config_of_a_candidate_is_named(tmp_path: Path) -> None:
