@@ -99,6 +99,12 @@ class ModelConfig:
         "lam, oclam, lapo: the inverse dynamics model's change features minus their value had "
         "nothing changed, so that unchanged content contributes exactly nothing to the latent",
     )
+    idm_conv: bool = opt(
+        False,
+        "lam: a convolutional inverse dynamics model over the token grid, on token content "
+        "without absolute positions (LAPO's IDM is a CNN over stacked frames): its latent can "
+        "say how things moved, not where",
+    )
     scene_patch: int = opt(
         1,
         "lam, wm: cells per side merged into one state token (Genie/LAPO patchify); the "
@@ -125,6 +131,11 @@ class ModelConfig:
             raise ValueError(
                 f"idm_delta changes the scene inverse dynamics of lam, oclam and lapo; "
                 f"{self.model} has none"
+            )
+        if self.idm_conv and (self.model != "lam" or self.scene_patch > 1):
+            raise ValueError(
+                "idm_conv replaces the scene inverse dynamics of lam on its unmerged token grid; "
+                f"got model {self.model} with scene_patch {self.scene_patch}"
             )
         if self.scene_patch > 1 and self.model not in ("lam", "wm"):
             raise ValueError(

@@ -133,6 +133,59 @@ class SceneIDM(_SpatioTemporal):
         return self.bottleneck(rearrange(pooled, "(b t) m d -> b t 1 (m d)", b=b, t=t - 1))
 
 
+class ConvSceneIDM(nn.Module):
+    """One scene latent action from convolutions over the token grid (LAM with ``idm_conv``).
+
+    LAPO's inverse dynamics is a CNN over stacked frames; here three 3x3 convolutions read each
+    token's content at t beside its change to t+1, on token features *without* absolute
+    positions. The features are translation-equivariant (up to the walls), and the learned
+    queries of :class:`SceneIDM` pool them by content, so the latent can say that the red agent
+    stepped left but hardly on which cell: the attention IDM, which sees positions, names where
+    the agents end up instead (docs/research/strong_lam.md). With ``delta`` the features of the
+    same tokens unchanged are subtracted, exactly zero away from every change.
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        heads: int,
+        grid: int,
+        bottleneck: BottleneckConfig,
+        positions: int = 1,
+        delta: bool = False,
+    ) -> None:
+        super().__init__()
+        if positions < 1:
+            raise ValueError(f"a scene latent needs at least one code position, got {positions}")
+        self.grid, self.delta, self.positions = grid, delta, positions
+        self.convs = nn.Sequential(
+            nn.Conv2d(2 * dim, dim, 3, padding=1),
+            nn.GELU(),
+            nn.Conv2d(dim, dim, 3, padding=1),
+            nn.GELU(),
+            nn.Conv2d(dim, dim, 3, padding=1),
+        )
+        self.pool_query = nn.Parameter(torch.randn(1, positions, dim) * 0.02)
+        self.pool = CrossBlock(dim, heads)
+        self.bottleneck = LatentBottleneck(positions * dim, bottleneck)
+
+    def _features(self, cur: torch.Tensor, change: torch.Tensor) -> torch.Tensor:
+        x = rearrange(torch.cat([cur, change], -1), "bt (h w) d -> bt d h w", h=self.grid)
+        return rearrange(self.convs(x), "bt d h w -> bt (h w) d")
+
+    def forward(self, content: torch.Tensor) -> BottleneckOutput:
+        """Token content ``(b, t, n, d)`` (no positions) -> the scene latent ``(b, t-1, 1, d_a)``."""
+        b, t = content.shape[:2]
+        cur = rearrange(content[:, :-1], "b t n d -> (b t) n d")
+        nxt = rearrange(content[:, 1:], "b t n d -> (b t) n d")
+        changes = self._features(cur, nxt - cur)
+        if self.delta:
+            changes = changes - self._features(cur, torch.zeros_like(cur))
+        query = repeat(self.pool_query, "1 m d -> bt m d", bt=changes.shape[0])
+        pooled = self.pool(query, changes)
+        return self.bottleneck(rearrange(pooled, "(b t) m d -> b t 1 (m d)", b=b, t=t - 1))
+
+
 class SceneFDM(_SpatioTemporal):
     """Next states of every slot/token from all current states and one scene action.
 

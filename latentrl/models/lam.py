@@ -12,7 +12,7 @@ import torch
 
 from latentrl.models.base import LatentActionModel, LatentActions, States, bottleneck_to_latent
 from latentrl.models.config import ModelConfig
-from latentrl.models.dynamics import SceneFDM, SceneIDM
+from latentrl.models.dynamics import ConvSceneIDM, SceneFDM, SceneIDM
 
 
 class LAM(LatentActionModel):
@@ -20,7 +20,11 @@ class LAM(LatentActionModel):
         super().__init__(config, code_features)
         d, h, nb = config.d_model, config.heads, config.blocks
         m = config.action_positions
-        self.idm = SceneIDM(d, h, nb, config.bottleneck, positions=m, delta=config.idm_delta)
+        self.idm: SceneIDM | ConvSceneIDM = (
+            ConvSceneIDM(d, h, config.grid, config.bottleneck, positions=m, delta=config.idm_delta)
+            if config.idm_conv
+            else SceneIDM(d, h, nb, config.bottleneck, positions=m, delta=config.idm_delta)
+        )
         self.fdm = SceneFDM(d, h, nb, config.bottleneck.action_dim, positions=m)
 
     def encode_states(self, codes: torch.Tensor) -> States:
@@ -30,7 +34,10 @@ class LAM(LatentActionModel):
         return self.embed_scene(codes)
 
     def infer(self, states: torch.Tensor, true_actions: torch.Tensor | None) -> LatentActions:
-        return bottleneck_to_latent(self.idm(states))
+        # The convolutional IDM reads token content only: the states minus their positions.
+        return bottleneck_to_latent(
+            self.idm(states - self.token_pos if self.config.idm_conv else states)
+        )
 
     def predict_next(self, states: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         return self.fdm(states, actions)
