@@ -316,8 +316,8 @@ def parse() -> argparse.Namespace:
         "--steps-scale",
         type=float,
         default=1.0,
-        help="multiply the preset's per-model steps, keeping its equal wall-time budgets "
-        "(tiny: FLAM 1900, LAM/OC+LAM/WM 1000)",
+        help="multiply the preset's per-model steps, keeping their ratios "
+        "(tiny: FLAM 1200, LAPO-style 1300, LAM/OC+LAM/WM 1000)",
     )
     add("--tokenizer-steps", type=int, default=None, help="tokenizer steps (default: preset's)")
     add("--episodes", type=int, default=None, help="episodes per dataset (default: preset's)")
