@@ -46,7 +46,7 @@ def main() -> None:
         nargs="+",
         default=list(BENCHMARK_METHODS),
         choices=BENCHMARK_METHODS,
-        help="agents per cell (default: all; the main job's default set is expert random "
+        help="methods run in every cell (default: all; the main job's default set is expert random "
         "bc_true_actions bc_flam bc_lam planner_flam)",
     )
     add_config_args(
