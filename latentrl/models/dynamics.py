@@ -81,7 +81,29 @@ class FactoredFDM(_SpatioTemporal):
         return h
 
 
-class SceneIDM(_SpatioTemporal):
+class _ScenePooling(nn.Module):
+    """What every scene IDM ends with: ``positions`` learned queries pool the per-token change
+    features ``(bt, n, d)``, and the pooled vectors are quantised together into the scene latent
+    ``(b, t - 1, 1, positions * d -> d_a)``. A mixin (not a submodule), so the weights keep the
+    names ``pool_query``, ``pool``, ``bottleneck`` that saved runs hold."""
+
+    def _build_pool(
+        self, dim: int, heads: int, positions: int, bottleneck: BottleneckConfig
+    ) -> None:
+        if positions < 1:
+            raise ValueError(f"a scene latent needs at least one code position, got {positions}")
+        self.positions = positions
+        self.pool_query = nn.Parameter(torch.randn(1, positions, dim) * 0.02)
+        self.pool = CrossBlock(dim, heads)
+        self.bottleneck = LatentBottleneck(positions * dim, bottleneck)
+
+    def _pool(self, changes: torch.Tensor, b: int, t: int) -> BottleneckOutput:
+        query = repeat(self.pool_query, "1 m d -> bt m d", bt=changes.shape[0])
+        pooled = self.pool(query, changes)
+        return self.bottleneck(rearrange(pooled, "(b t) m d -> b t 1 (m d)", b=b, t=t - 1))
+
+
+class SceneIDM(_SpatioTemporal, _ScenePooling):
     """One latent action per transition for the whole scene (LAM, OC+LAM).
 
     ``positions`` learned queries pool the per-token changes (Genie's and LAPO's several code
@@ -102,12 +124,7 @@ class SceneIDM(_SpatioTemporal):
     ) -> None:
         super().__init__(dim, heads, blocks)
         self.delta = delta
-        if positions < 1:
-            raise ValueError(f"a scene latent needs at least one code position, got {positions}")
-        self.positions = positions
-        self.pool_query = nn.Parameter(torch.randn(1, positions, dim) * 0.02)
-        self.pool = CrossBlock(dim, heads)
-        self.bottleneck = LatentBottleneck(positions * dim, bottleneck)
+        self._build_pool(dim, heads, positions, bottleneck)
 
     def forward(self, states: torch.Tensor) -> BottleneckOutput:
         b, t, k = states.shape[:3]
@@ -127,13 +144,10 @@ class SceneIDM(_SpatioTemporal):
                 q_still = temporal(q_still, torch.cat([flat, still], dim=1))
         if q_still is not None:
             q = q - q_still
-        changes = rearrange(q, "(bt k) 1 d -> bt k d", k=k)
-        query = repeat(self.pool_query, "1 m d -> bt m d", bt=changes.shape[0])
-        pooled = self.pool(query, changes)
-        return self.bottleneck(rearrange(pooled, "(b t) m d -> b t 1 (m d)", b=b, t=t - 1))
+        return self._pool(rearrange(q, "(bt k) 1 d -> bt k d", k=k), b, t)
 
 
-class ConvSceneIDM(nn.Module):
+class ConvSceneIDM(_ScenePooling):
     """One scene latent action from convolutions over the token grid (LAM with ``idm_conv``).
 
     LAPO's inverse dynamics is a CNN over stacked frames; here three 3x3 convolutions read each
@@ -155,9 +169,7 @@ class ConvSceneIDM(nn.Module):
         delta: bool = False,
     ) -> None:
         super().__init__()
-        if positions < 1:
-            raise ValueError(f"a scene latent needs at least one code position, got {positions}")
-        self.grid, self.delta, self.positions = grid, delta, positions
+        self.grid, self.delta = grid, delta
         self.convs = nn.Sequential(
             nn.Conv2d(2 * dim, dim, 3, padding=1),
             nn.GELU(),
@@ -165,9 +177,7 @@ class ConvSceneIDM(nn.Module):
             nn.GELU(),
             nn.Conv2d(dim, dim, 3, padding=1),
         )
-        self.pool_query = nn.Parameter(torch.randn(1, positions, dim) * 0.02)
-        self.pool = CrossBlock(dim, heads)
-        self.bottleneck = LatentBottleneck(positions * dim, bottleneck)
+        self._build_pool(dim, heads, positions, bottleneck)
 
     def _features(self, cur: torch.Tensor, change: torch.Tensor) -> torch.Tensor:
         x = rearrange(torch.cat([cur, change], -1), "bt (h w) d -> bt d h w", h=self.grid)
@@ -181,9 +191,7 @@ class ConvSceneIDM(nn.Module):
         changes = self._features(cur, nxt - cur)
         if self.delta:
             changes = changes - self._features(cur, torch.zeros_like(cur))
-        query = repeat(self.pool_query, "1 m d -> bt m d", bt=changes.shape[0])
-        pooled = self.pool(query, changes)
-        return self.bottleneck(rearrange(pooled, "(b t) m d -> b t 1 (m d)", b=b, t=t - 1))
+        return self._pool(changes, b, t)
 
 
 class SceneFDM(_SpatioTemporal):
