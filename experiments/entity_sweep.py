@@ -47,12 +47,15 @@ from latentrl.evaluation import (
     write_run_outputs,
 )
 from latentrl.metrics import MAX_PSNR
+from latentrl.models import ModelConfig
 from latentrl.presets import PRESETS, Preset, get_preset
 from latentrl.runs import read_json, write_json, write_text
 from latentrl.stages import model_config_for, train_model_stage, train_tokenizer_stage
 from latentrl.train import TrainConfig
 
 STATE = "sweep.json"
+# Figures of the training run's last evaluation that say whether slots hold one agent each.
+LATENT_FIGURES = ("probe_accuracy", "probe_chance", "own_slot", "same_slot")
 
 
 # -- settings -------------------------------------------------------------------------------------
@@ -139,6 +142,47 @@ def tokenizer_for(agents: int, preset: Preset, args: argparse.Namespace, runs: P
     ).path
 
 
+def cell_configs(
+    agents: int, model: str, tokenizer: Path, args: argparse.Namespace
+) -> tuple[ModelConfig, TrainConfig, dict[str, Any]]:
+    """The model and training configs of one cell, and the whole settings a run of it has."""
+    preset = get_preset(args.preset)
+    tokenizer_run = TokenizerRun(tokenizer)
+    model_cfg = dataclasses.replace(preset.model_for(model), num_slots=slots_for(agents, preset))
+    train_cfg = dataclasses.replace(
+        preset.train,
+        steps=model_steps(model, preset, args),
+        seed=args.seed,
+        threads=args.threads,
+        device=args.device,
+    )
+    filled = model_config_for(model_cfg, tokenizer_run.tokenizer_config(), tokenizer_run.data())
+    return (
+        model_cfg,
+        train_cfg,
+        ModelRun.settings_for(filled, train_cfg, preset.stage, tokenizer_run),
+    )
+
+
+def stale_cells(state: dict[str, Any], args: argparse.Namespace) -> list[str]:
+    """Finished cells whose run folder is gone or was trained with other settings than these
+    (e.g. after a preset changed): they are recomputed, not reported under the new config."""
+    stale = []
+    for key, cell in state["cells"].items():
+        agents, model = key.split("/")
+        run = ModelRun(Path(cell["run"]))
+        tokenizer = state["tokenizers"].get(agents)
+        if not run.finished or tokenizer is None:
+            stale.append(key)
+            continue
+        wanted = cell_configs(int(agents), model, Path(tokenizer), args)[2]
+        found = differences(run.settings(), wanted)
+        if found:
+            print(f"recomputing {key}: its run {run.path} has other settings ({describe(found)})")
+            stale.append(key)
+    return stale
+
+
 def run_cell(
     agents: int, model: str, tokenizer: Path, args: argparse.Namespace, runs: Path
 ) -> dict[str, Any]:
@@ -148,16 +192,7 @@ def run_cell(
     preset = get_preset(args.preset)
     tokenizer_run = TokenizerRun(tokenizer)
     slots = slots_for(agents, preset)
-    model_cfg = dataclasses.replace(preset.model_for(model), num_slots=slots)
-    train_cfg = dataclasses.replace(
-        preset.train,
-        steps=model_steps(model, preset, args),
-        seed=args.seed,
-        threads=args.threads,
-        device=args.device,
-    )
-    filled = model_config_for(model_cfg, tokenizer_run.tokenizer_config(), tokenizer_run.data())
-    settings = ModelRun.settings_for(filled, train_cfg, preset.stage, tokenizer_run)
+    model_cfg, train_cfg, settings = cell_configs(agents, model, tokenizer, args)
     found = ModelRun.find(runs, model, settings)
     if found is None:
         stopped = ModelRun.find_resumable(runs, model, settings)
@@ -184,6 +219,8 @@ def run_cell(
         "train_steps": trained["steps"],
         "train_seconds": trained["wall_seconds"],
         "scores": evaluation.scores.as_json(),
+        # The training run's last evaluation: probe, chance, own_slot, same_slot (None for WM).
+        "latent": {k: trained["eval"].get(k) for k in LATENT_FIGURES} if "eval" in trained else {},
     }
 
 
@@ -205,6 +242,8 @@ def rows(state: dict[str, Any], agents: list[int], models: list[str]) -> list[di
                 "tokenizer_psnr": scores["summary"]["tokenizer_psnr"],
                 # Unlike PSNR, comparable across agent counts whatever each tokenizer's quality.
                 "codes_right_1step": scores["code_accuracy_curve"][0],
+                "ssim_1step": scores["summary"]["ssim_1step"],
+                **{k: cell.get("latent", {}).get(k) for k in LATENT_FIGURES},
                 "num_slots": cell["num_slots"],
                 "run": cell["run"],
             }
@@ -216,23 +255,38 @@ def _fmt(value: float | None, digits: int = 2) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
 
 
+def _cell(figures: dict[str, Any] | None, key: str, digits: int) -> str:
+    """One table entry; the probe with its chance level beside it."""
+    if figures is None or figures.get(key) is None:
+        return "-"
+    if key == "probe_accuracy" and figures.get("probe_chance") is not None:
+        return f"{figures[key]:.{digits}f} ({figures['probe_chance']:.{digits}f})"
+    return _fmt(figures[key], digits)
+
+
 def table(table_rows: list[dict[str, Any]], models: list[str], state: dict[str, Any]) -> str:
     """Markdown: one row per agent count; PSNR, ΔPSNR and exact codes per model."""
     ordered = [m for m in MODEL_ORDER if m in models]
     figures = [
         ("PSNR", "psnr_1step", 2),
         ("ΔPSNR", "dpsnr_mean", 2),
+        ("SSIM", "ssim_1step", 3),
         ("codes", "codes_right_1step", 3),
+        ("probe", "probe_accuracy", 2),
+        ("own_slot", "own_slot", 2),
     ]
     head = "| # entities | K | " + " | ".join(
         f"{MODEL_LABELS[m]} {name}" for name, _, _ in figures for m in ordered
     )
-    lines = [head + " | tokenizer ceiling |", "|---:|---:|" + "---:|" * (3 * len(ordered) + 1)]
+    lines = [
+        head + " | tokenizer ceiling |",
+        "|---:|---:|" + "---:|" * (len(figures) * len(ordered) + 1),
+    ]
     for row in table_rows:
         cells = [row[m] for m in ordered]
         done = [c for c in cells if c is not None]
         slots = next((c["num_slots"] for c in done if c["num_slots"] is not None), None)
-        values = [_fmt(c and c[key], digits) for _, key, digits in figures for c in cells]
+        values = [_cell(c, key, digits) for _, key, digits in figures for c in cells]
         ceiling = _fmt(done[0]["tokenizer_psnr"] if done else None, 2)
         lines.append(
             f"| {row['agents']} | {slots or '-'} | " + " | ".join(values) + f" | {ceiling} |"
@@ -246,7 +300,9 @@ def table(table_rows: list[dict[str, Any]], models: list[str], state: dict[str, 
         + f". PSNR (dB): 1 step, per frame (capped at {MAX_PSNR:.0f} dB) then mean over "
         f"{s['windows']} test windows; ΔPSNR (dB): mean of steps 1-{s['eval_steps']}; codes: "
         "fraction of exactly right code indices at step 1 (comparable across agent counts, "
-        "unlike PSNR, whose ceiling is each tokenizer's); "
+        "unlike PSNR, whose ceiling is each tokenizer's); SSIM at step 1; probe: per-agent "
+        "latent-action probe and own_slot: slot binding, from each training run's last "
+        "evaluation (- for models without per-agent latents); "
         f"K = {s['slot_rule']} (FLAM, OC+LAM).",
     ]
     return "\n".join(lines) + "\n"
@@ -364,6 +420,8 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
 
+    for key in stale_cells(state, args):
+        del state["cells"][key]
     todo = [(a, m) for a in args.agents for m in args.models if f"{a}/{m}" not in state["cells"]]
     for a in sorted({a for a, _ in todo}):
         if str(a) not in state["tokenizers"]:

@@ -161,6 +161,17 @@ def test_entity_sweep_writes_table_2_and_resumes(tmp_path: Path) -> None:
     assert "0 cells to compute, 4 done" in third.stdout
     assert sorted(runs.iterdir()) == folders
 
+    # A cell whose run was trained with other settings (as after a preset change) is
+    # recomputed, not reported under the config asked for now.
+    (lam_run,) = [p for p in runs.glob("*N1__lam__*")]
+    config = json.loads((lam_run / "config.json").read_text())
+    config["train"]["lr"] = 0.5
+    (lam_run / "config.json").write_text(json.dumps(config))
+    fourth = sweep(tmp_path, "1", "2")
+    assert fourth.returncode == 0, fourth.stderr[-3000:]
+    assert "recomputing 1/lam" in fourth.stdout and "1 cells to compute, 3 done" in fourth.stdout
+    assert len(list(runs.glob("*N1__lam__*"))) == 2
+
     out = tmp_path / "sweep"
     results = json.loads((out / "results.json").read_text())
     assert [r["agents"] for r in results["rows"]] == [1, 2]
@@ -171,6 +182,10 @@ def test_entity_sweep_writes_table_2_and_resumes(tmp_path: Path) -> None:
     assert (out / "psnr_vs_entities.png").is_file()
     table = (out / "table.md").read_text()
     assert "| # entities | K | LAM PSNR | FLAM PSNR | LAM ΔPSNR | FLAM ΔPSNR |" in table
+    assert "LAM SSIM | FLAM SSIM |" in table and "LAM own_slot | FLAM own_slot |" in table
+    flam = results["rows"][0]["flam"]
+    assert isinstance(flam["own_slot"], float)
+    assert f"{flam['probe_accuracy']:.2f} ({flam['probe_chance']:.2f})" in table
     assert "1 agents -> K = 12" in first.stdout
 
     changed = script(
