@@ -10,7 +10,7 @@
   LAM and the LAPO-style model get a scene latent wide enough for a joint action (FSQ [5] x 8,
   batch-normalised), lr 2e-3 and their own steps (docs/research/strong_lam.md).
 - ``small``: the tiny recipe on 16x16 cells at 4 px (64 px frames, 256 tokens), 1 to 16 agents
-  (``--data-agents``), K = agents + 8; not yet sized by measurement (issue 12).
+  (``--data-agents``), K = agents + 8; LAM and WM merge 2 x 2 cells into one state token.
 - ``paper-multigrid``: FLAM Table 4 (GPU): 32x32 cells at 128 px, d_model 256, 2 blocks,
   action FSQ [2, 2], sub-trajectories of 10 frames with 5 prediction steps, sub-tokens [32, 32];
   K = 8 instead of Table 4's 4 (spare slots for walls and floor, so each agent seeds its own).
@@ -202,12 +202,20 @@ PRESETS: dict[str, Preset] = {
 
 
 # The tiny recipe on a 16x16-cell room (64 px frames, 256 tokens). K = agents + 8:
-# entity_sweep.slots_for keeps the 8 spare slots at other agent counts.
+# entity_sweep.slots_for keeps the 8 spare slots at other agent counts. The token-level models
+# (LAM, WM) merge 2 x 2 cells into one state token (Genie/LAPO patchify): over 256 tokens their
+# spatial attention and MLPs made a step 2.5x the merged one's (about 40 minutes for 1000 LAM
+# steps on one core against 17; docs/research/small_preset.md).
 _TINY = PRESETS["tiny"]
 PRESETS["small"] = dataclasses.replace(
     _TINY,
     data=dataclasses.replace(_TINY.data, size=16),
     tokenizer=dataclasses.replace(_TINY.tokenizer, frame_size=64),
+    model_by_kind=(
+        ("lam", (*LAM_LATENT, ("scene_patch", 2))),
+        ("lapo", LAPO_LATENT),
+        ("wm", (("scene_patch", 2),)),
+    ),
 )
 
 

@@ -216,7 +216,7 @@ def test_paper_multigrid_preset_runs_a_few_steps_on_cpu(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_small_preset_runs_a_few_steps_on_cpu(tmp_path: Path) -> None:
-    """16x16 cells at 64 px: 256 tokens, K = 12 seeded slots."""
+    """16x16 cells at 64 px: 256 tokens, K = 12 seeded slots; the LAM on 2 x 2 cell patches."""
     data = ["--data-episodes", "10", "--data-steps", "12", "--workers", "1"]
     out = run(
         "train_tokenizer.py", "--preset", "small", *data, "--steps", "2", "--batch-size", "4",
@@ -233,3 +233,12 @@ def test_small_preset_runs_a_few_steps_on_cpu(tmp_path: Path) -> None:
     config = json.loads((run_dir / "config.json").read_text())["model"]
     assert config["grid"] == 16 and config["num_slots"] == 12
     assert json.loads((run_dir / "results.json").read_text())["steps"] == 2
+    # The LAM merges 2 x 2 cells into one state token: 64 tokens, as on tiny.
+    out = run(
+        "train_lam.py", "--preset", "small", "--model", "lam", *data, "--steps", "2",
+        "--batch-size", "2", "--eval-every", "2", "--media-every", "0", "--probe-windows", "4",
+        tmp=tmp_path, timeout=600,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr[-3000:]
+    config = json.loads((only_run(tmp_path, "lam") / "config.json").read_text())["model"]
+    assert config["grid"] == 16 and config["scene_patch"] == 2
