@@ -65,8 +65,10 @@ EXPERT_SEED = 500_000
 class PipelineConfig:
     """What ``bc_from_video.py`` runs (every field is a flag)."""
 
-    preset: Literal["tiny", "paper"] = opt(
-        "tiny", "tiny: CPU minutes (8x8 room, 32 px); paper: GPU scale (32x32 room, 128 px)"
+    preset: Literal["tiny", "small", "paper"] = opt(
+        "tiny",
+        "tiny: CPU minutes (8x8 room, 32 px; 16x16 above 4 agents); small: 16x16 room at 64 px, "
+        "up to 16 agents; paper: GPU scale (32x32 room, 128 px)",
     )
     agents: int = opt(4, "agents in the Goal task")
     action_kind: Literal["fsq", "gaussian", "sparse"] = opt(
@@ -117,9 +119,13 @@ class PipelineConfig:
     """The planner's search and score (the scripts' ``--planner-*`` flags)."""
 
 
+PIPELINE_PRESETS = {"tiny": "tiny", "small": "small", "paper": "paper-multigrid"}
+"""The training preset behind each ``--preset`` of the pipeline."""
+
+
 def pipeline_preset(cfg: PipelineConfig) -> Preset:
     """The training preset with the Goal task's data (random play) and ``cfg``'s overrides."""
-    base = get_preset("tiny" if cfg.preset == "tiny" else "paper-multigrid")
+    base = get_preset(PIPELINE_PRESETS[cfg.preset])
     data = dataclasses.replace(
         base.data,
         task="goal",
@@ -130,7 +136,7 @@ def pipeline_preset(cfg: PipelineConfig) -> Preset:
         seed=0,
     )
     model = dataclasses.replace(base.model, action_kind=cfg.action_kind)
-    if cfg.agents + 4 > model.num_slots and cfg.preset == "tiny":
+    if 2 * cfg.agents + 4 > model.num_slots and cfg.preset in ("tiny", "small"):
         # Goal cells are objects too: leave slots for every agent, its goal and the background.
         model = dataclasses.replace(model, num_slots=2 * cfg.agents + 4)
     train = (

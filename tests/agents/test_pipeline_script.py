@@ -133,3 +133,14 @@ def test_evaluate_planner_names_a_folder_that_is_not_a_finished_run(tmp_path: Pa
     )
     assert out.returncode != 0
     assert "is not a finished bc_from_video.py run with FLAM" in out.stderr
+
+
+def test_small_preset_is_the_16x16_goal_room_at_64_px() -> None:
+    """--preset small: 16x16 Goal cells at 64 px; K grows to hold every agent and its goal; the
+    LAM merges 2 x 2 cells into one state token."""
+    preset = pipeline_preset(PipelineConfig(preset="small", agents=8))
+    assert (preset.data.task, preset.data.size, preset.data.agents) == ("goal", 16, 8)
+    assert preset.tokenizer.frame_size == 64
+    assert preset.model.num_slots == 2 * 8 + 4
+    assert preset.model_for("lam").scene_patch == 2
+    assert pipeline_preset(PipelineConfig(preset="small")).model.num_slots == 12
