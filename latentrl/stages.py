@@ -37,7 +37,7 @@ from latentrl.presets import StageConfig
 from latentrl.probe import probe
 from latentrl.runs import hardware, new_run_dir
 from latentrl.tokenizer import Tokenizer, TokenizerConfig
-from latentrl.train import TrainConfig, train
+from latentrl.train import TrainConfig, TrainResult, train
 from latentrl.types import CodeBatch, frames_to_float
 from latentrl.views import log_training_views
 from latentrl.viz import error_map, grid_frames, log_gif, save_gif, save_mp4
@@ -134,14 +134,7 @@ def train_tokenizer_stage(
     # Imported videos are action-free (their stored actions are placeholders): no labels.
     labels = data.env != "video"
     caches = {split: FrameCache.load(i, root, labels=labels) for split, i in ids.items()}
-    h, w, c = caches["train"].frame_shape
-    if (h, w, c) != (tok_cfg.frame_size, tok_cfg.frame_size, tok_cfg.channels):
-        raise ValueError(
-            f"the dataset's frames are {h}x{w}x{c} but the tokenizer expects "
-            f"{tok_cfg.frame_size}x{tok_cfg.frame_size}x{tok_cfg.channels}. Fix: train the "
-            f"tokenizer at this size (experiments/train_tokenizer.py --frame-size {h} and the "
-            "same dataset flags), then pass its run folder to train_lam.py --tokenizer"
-        )
+    _check_frame_shape(caches["train"], tok_cfg)
     run = _run_folder(resume, runs, data, "tokenizer", train_cfg.seed, info)
     artifact = TokenizerRun(run)
     if info.is_main:
@@ -178,16 +171,10 @@ def train_tokenizer_stage(
     if not info.is_main:
         barrier(info)  # until rank 0 has written the weights, codes and results
         return artifact
-    artifact.save_tokenizer(tok)
-    psnr = {split: _psnr(tok, cache.frames[:2048], info.device) for split, cache in caches.items()}
-    for split, cache in caches.items():
-        encode_cache(tok, cache, info.device).save(artifact.codes_path(split))
-    codes = CodeCache.load(artifact.codes_path("train")).codes
+    _finish_tokenizer_run(artifact, tok, caches, info.device)
     artifact.write_results(
         {
-            "psnr": psnr,
-            "codebook_used": int(np.unique(codes).size),
-            "codebook_size": tok_cfg.codebook_size,
+            **_tokenizer_figures(artifact, tok, caches, info.device),
             "steps": train_cfg.steps,
             "steps_per_s": result.steps_per_s,
             "wall_seconds": time.perf_counter() - start,
@@ -197,6 +184,40 @@ def train_tokenizer_stage(
     )
     barrier(info)
     return artifact
+
+
+def _check_frame_shape(cache: FrameCache, tok_cfg: TokenizerConfig) -> None:
+    """Refuse a dataset whose frames are not the size the tokenizer is built for."""
+    h, w, c = cache.frame_shape
+    if (h, w, c) != (tok_cfg.frame_size, tok_cfg.frame_size, tok_cfg.channels):
+        raise ValueError(
+            f"the dataset's frames are {h}x{w}x{c} but the tokenizer expects "
+            f"{tok_cfg.frame_size}x{tok_cfg.frame_size}x{tok_cfg.channels}. Fix: train the "
+            f"tokenizer at this size (experiments/train_tokenizer.py --frame-size {h} and the "
+            "same dataset flags), then pass its run folder to train_lam.py --tokenizer"
+        )
+
+
+def _finish_tokenizer_run(
+    artifact: TokenizerRun, tok: Tokenizer, caches: dict[str, FrameCache], device: torch.device
+) -> None:
+    """Save the trained tokenizer and every split encoded to code indices (stage 2's input)."""
+    artifact.save_tokenizer(tok)
+    for split, cache in caches.items():
+        encode_cache(tok, cache, device).save(artifact.codes_path(split))
+
+
+def _tokenizer_figures(
+    artifact: TokenizerRun, tok: Tokenizer, caches: dict[str, FrameCache], device: torch.device
+) -> dict[str, Any]:
+    """Reconstruction PSNR per split (first 2048 frames) and how much of the codebook is used."""
+    psnr = {split: _psnr(tok, cache.frames[:2048], device) for split, cache in caches.items()}
+    codes = CodeCache.load(artifact.codes_path("train")).codes
+    return {
+        "psnr": psnr,
+        "codebook_used": int(np.unique(codes).size),
+        "codebook_size": tok.config.codebook_size,
+    }
 
 
 # -- latent action models ------------------------------------------------------------------------
@@ -264,27 +285,13 @@ def train_model_stage(
         torch.set_num_threads(train_cfg.threads)
     info: DistInfo = setup(train_cfg.device)
     if resume is not None:
-        resumed = ModelRun(resume)
-        path, stored = resumed.config_path, resumed.config()
-        model_cfg = from_dict(ModelConfig, stored["model"], source=path)
-        train_cfg = from_dict(TrainConfig, stored["train"], source=path)
-        stage_cfg = from_dict(StageConfig, stored["stage"], source=path)
-        tokenizer_run = Path(str(stored["tokenizer_run"]))
+        model_cfg, train_cfg, stage_cfg, tokenizer_run = _stored_model_configs(ModelRun(resume))
     if not isinstance(tokenizer_run, TokenizerRun):
         tokenizer_run = TokenizerRun(tokenizer_run)
-    TokenizerRun.open(tokenizer_run.path)  # refused unless finished
-    data = tokenizer_run.data()
-    if data.env == "video" and model_cfg.conditioned_on_true_actions:
-        raise ValueError(
-            f"{tokenizer_run.path} was trained on imported videos, which have no actions: WM is "
-            "conditioned on true actions; train flam, lam or oclam (train_lam.py --model)"
-        )
+    data = _trainable_data(tokenizer_run, model_cfg)
     tok = tokenizer_run.load_tokenizer(info.device)
     model_cfg = model_config_for(model_cfg, tok.config, data)
-    codebook = tok.config.codebook_size
-    train_codes = tokenizer_run.codes("train", codebook)
-    has_val = tokenizer_run.codes_path("val").is_file()
-    val_codes = tokenizer_run.codes("val", codebook) if has_val else train_codes
+    train_codes, val_codes = _train_and_val_codes(tokenizer_run, tok.config.codebook_size)
     run = _run_folder(resume, runs, data, model_cfg.model, train_cfg.seed, info)
     artifact = ModelRun(run)
     if info.is_main:
@@ -294,44 +301,23 @@ def train_model_stage(
     model = build_model(model_cfg, code_features(tok))
     labels = model_cfg.conditioned_on_true_actions
     held_out = probe_batch(val_codes, stage_cfg.window, stage_cfg.probe_windows, train_cfg.seed)
-    cell_px, token_px = (data.tile_size if data.env == "multigrid" else 1), tok.config.downsample
 
     # The codes live on the training device; a step moves only its window picks there.
-    device_codes = DeviceCodes(train_codes, stage_cfg.window, info.device)
-
-    def sample(step: int, gen: torch.Generator) -> CodeBatch:
-        return device_codes.sample(train_cfg.batch_size, gen, labels=labels)
-
-    def evaluate(step: int) -> dict[str, float]:
-        batch = held_out.to(info.device)
-        val_loss, _ = model.loss(batch if labels else batch.without_labels())
-        out = {"val_loss": val_loss.item()}
-        if not labels and data.env == "multigrid":
-            out.update(probe(model, batch, cell_px, token_px, seed=train_cfg.seed).as_dict())
-        # A few windows only: the rollouts must not slow CPU training down noticeably.
-        few = CodeBatch(*(None if x is None else x[:WM_EVAL_WINDOWS] for x in batch))
-        gen = torch.Generator().manual_seed(train_cfg.seed)
-        out.update(quick_scores(model, tok, few if labels else few.without_labels(), gen))
-        curve.append({"step": step, "wall_s": time.perf_counter() - start, **out})
-        return out
-
-    def media(step: int, writer: SummaryWriter) -> None:
-        video = rollout_video(
-            model, tok, CodeBatch(*(None if x is None else x[:1].to(info.device) for x in held_out))
-        )
-        log_gif(writer, "eval/rollout", video, step)
-        save_gif(video, run / "media" / f"rollout_{step:06d}.gif")
-        save_mp4(video, run / "media" / f"rollout_{step:06d}.mp4")
-        if not labels and data.env == "multigrid":
-            # eval/attention (slot overlay GIF) and eval/correspondence (slots x agents, DCI).
-            log_training_views(
-                writer, step, model, tok, held_out.to(info.device), cell_px, token_px
-            )
+    sample = DeviceCodes(train_codes, stage_cfg.window, info.device).sampler(
+        train_cfg.batch_size, labels=labels
+    )
 
     # A resumed run continues the curve and the wall time of the segments before it.
     prior = _resumed_progress(resume)
     curve: list[dict[str, float]] = prior["curve"]
     start = time.perf_counter() - prior["wall_seconds"]
+    watch = _ModelWatch(model, tok, held_out, data, info.device, train_cfg.seed, run)
+
+    def evaluate(step: int) -> dict[str, float]:
+        out = watch.evaluate()
+        curve.append({"step": step, "wall_s": time.perf_counter() - start, **out})
+        return out
+
     with _removed_unless_resumable(run, info, resume is not None):
         result = train(
             model,
@@ -340,7 +326,7 @@ def train_model_stage(
             run,
             info,
             evaluate=evaluate,
-            media=media,
+            media=watch.media,
             resume=resume is not None,
             stop_after=stop_after,
             checkpoint_state=lambda: {"curve": curve, "wall_seconds": time.perf_counter() - start},
@@ -349,17 +335,114 @@ def train_model_stage(
         barrier(info)  # until rank 0 has written the model and results
         return artifact
     artifact.save_model(model)
-    summary: dict[str, Any] = {
+    wall = time.perf_counter() - start
+    artifact.write_results(_model_results(model_cfg, train_cfg, result, wall, curve, tokenizer_run))
+    barrier(info)
+    return artifact
+
+
+def _model_results(
+    model_cfg: ModelConfig,
+    train_cfg: TrainConfig,
+    result: TrainResult,
+    wall_seconds: float,
+    curve: list[dict[str, float]],
+    tokenizer_run: TokenizerRun,
+) -> dict[str, Any]:
+    """A finished model run's ``results.json``: its last evaluation, the whole curve of every
+    segment and the total wall time."""
+    return {
         "model": model_cfg.model,
         "final_loss": float(np.mean(result.losses[-20:])) if result.losses else float("nan"),
         "steps": train_cfg.steps,
         "steps_per_s": result.steps_per_s,
-        "wall_seconds": time.perf_counter() - start,
+        "wall_seconds": wall_seconds,
         "hardware": hardware(),
         "eval": result.last_eval,
         "curve": curve,
         "tokenizer_run": str(tokenizer_run.path),
     }
-    artifact.write_results(summary)
-    barrier(info)
-    return artifact
+
+
+def _trainable_data(tokenizer_run: TokenizerRun, model_cfg: ModelConfig) -> DatasetSpec:
+    """The data of a finished tokenizer run, refused where ``model_cfg`` cannot train on it."""
+    TokenizerRun.open(tokenizer_run.path)  # refused unless finished
+    data = tokenizer_run.data()
+    if data.env == "video" and model_cfg.conditioned_on_true_actions:
+        raise ValueError(
+            f"{tokenizer_run.path} was trained on imported videos, which have no actions: WM is "
+            "conditioned on true actions; train flam, lam or oclam (train_lam.py --model)"
+        )
+    return data
+
+
+def _train_and_val_codes(run: TokenizerRun, codebook: int) -> tuple[CodeCache, CodeCache]:
+    """The encoded train split and the validation split (the train split where none exists)."""
+    train_codes = run.codes("train", codebook)
+    has_val = run.codes_path("val").is_file()
+    return train_codes, (run.codes("val", codebook) if has_val else train_codes)
+
+
+def _stored_model_configs(
+    run: ModelRun,
+) -> tuple[ModelConfig, TrainConfig, StageConfig, Path]:
+    """The configs a model run was started with, for continuing it exactly."""
+    path, stored = run.config_path, run.config()
+    return (
+        from_dict(ModelConfig, stored["model"], source=path),
+        from_dict(TrainConfig, stored["train"], source=path),
+        from_dict(StageConfig, stored["stage"], source=path),
+        Path(str(stored["tokenizer_run"])),
+    )
+
+
+class _ModelWatch:
+    """What a model run measures and records while it trains, on one fixed set of held-out
+    windows: validation loss, the per-agent probe and slot binding (MultiGrid, action-free
+    models), quick rollout scores, and the rollout and slot-attention media."""
+
+    def __init__(
+        self,
+        model: LatentActionModel,
+        tok: Tokenizer,
+        held_out: CodeBatch,
+        data: DatasetSpec,
+        device: torch.device,
+        seed: int,
+        run: Path,
+    ) -> None:
+        self.model, self.tok, self.held_out, self.device = model, tok, held_out, device
+        self.seed, self.run = seed, run
+        self.labels = model.config.conditioned_on_true_actions
+        self.probed = not self.labels and data.env == "multigrid"
+        self.cell_px = data.tile_size if data.env == "multigrid" else 1
+        self.token_px = tok.config.downsample
+
+    def evaluate(self) -> dict[str, float]:
+        batch = self.held_out.to(self.device)
+        val_loss, _ = self.model.loss(batch if self.labels else batch.without_labels())
+        out = {"val_loss": val_loss.item()}
+        if self.probed:
+            out.update(
+                probe(self.model, batch, self.cell_px, self.token_px, seed=self.seed).as_dict()
+            )
+        # A few windows only: the rollouts must not slow CPU training down noticeably.
+        few = CodeBatch(*(None if x is None else x[:WM_EVAL_WINDOWS] for x in batch))
+        gen = torch.Generator().manual_seed(self.seed)
+        out.update(
+            quick_scores(self.model, self.tok, few if self.labels else few.without_labels(), gen)
+        )
+        return out
+
+    def media(self, step: int, writer: SummaryWriter) -> None:
+        first = CodeBatch(*(None if x is None else x[:1].to(self.device) for x in self.held_out))
+        video = rollout_video(self.model, self.tok, first)
+        log_gif(writer, "eval/rollout", video, step)
+        save_gif(video, self.run / "media" / f"rollout_{step:06d}.gif")
+        save_mp4(video, self.run / "media" / f"rollout_{step:06d}.mp4")
+        if self.probed:
+            # eval/attention (slot overlay GIF) and eval/correspondence (slots x agents, DCI).
+            log_training_views(
+                writer, step, self.model, self.tok, self.held_out.to(self.device),
+                self.cell_px, self.token_px,
+            )  # fmt: skip

@@ -12,6 +12,8 @@ generator: a resumed run and a run from before this sampler see the same windows
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 
 from latentrl.data.codes import CodeCache
@@ -52,3 +54,13 @@ class DeviceCodes:
         """A random batch of windows: the same picks as ``CodeCache.sample`` with ``generator``."""
         picks = torch.randint(len(self.starts), (batch,), generator=generator)
         return self.windows(picks, labels=labels)
+
+    def sampler(
+        self, batch: int, labels: bool = False
+    ) -> Callable[[int, torch.Generator], CodeBatch]:
+        """The training loop's ``sample(step, generator)``: :meth:`sample` of ``batch`` windows."""
+
+        def sample(step: int, generator: torch.Generator) -> CodeBatch:
+            return self.sample(batch, generator, labels=labels)
+
+        return sample
