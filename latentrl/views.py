@@ -702,7 +702,6 @@ def latent_action_views(
     batch = held_out_windows(cache, window, windows, seed)
     lat = slot_latents(model, batch, cell_px, token_px)
     kind = model.config.model
-    agents = lat.true_actions.shape[-1]
     images: dict[str, np.ndarray] = {}
     videos: dict[str, np.ndarray] = {}
     numbers: dict[str, object] = {
@@ -710,33 +709,55 @@ def latent_action_views(
         "windows": int(batch.codes.shape[0]),
         "window": window,
         "seed": seed,
-        "agents": agents,
+        "agents": lat.true_actions.shape[-1],
         "factors": int(lat.actions.shape[2]),
         "predictor": predictor,
     }
     if umap:
-        points, labels, codes = umap_points(lat, max_points, seed)
-        if lat.factored:
-            what = "one point per (transition, slot); colour = action of the slot's agent"
-        else:
-            # The joint action has 5^agents classes: too many colours.
-            what = "one point per transition; colour = agent 0's action"
-        source = (
-            "IDM output before the FSQ bottleneck" if lat.codes is not None else "latent action"
-        )
-        title = f"UMAP of {kind} latent actions ({source})\n{what}"
-        images["umap"] = umap_figure(points, labels, codes, action_names, title)
-        numbers["umap"] = {"points": len(points), "source": source}
+        images["umap"], numbers["umap"] = _umap_view(lat, kind, max_points, seed, action_names)
     if lat.attn is not None:
         videos["attention"], images["attention"] = attention_views(model, tokenizer, batch, lat)
+    images["correspondence"], found = _correspondence_view(lat, kind, predictor, seed)
+    numbers.update(found)
+    if lat.codes is not None:
+        numbers["code_actions"] = _code_actions(
+            lat, model.config.bottleneck.num_codes or 1, action_names
+        )
+    return Views(images, videos, numbers)
+
+
+def _umap_view(
+    lat: SlotLatents, kind: str, max_points: int, seed: int, action_names: Sequence[str]
+) -> tuple[np.ndarray, dict[str, object]]:
+    """The UMAP figure of the latent actions, coloured by the true action, and its numbers."""
+    points, labels, codes = umap_points(lat, max_points, seed)
+    if lat.factored:
+        what = "one point per (transition, slot); colour = action of the slot's agent"
+    else:
+        # The joint action has 5^agents classes: too many colours.
+        what = "one point per transition; colour = agent 0's action"
+    source = "IDM output before the FSQ bottleneck" if lat.codes is not None else "latent action"
+    title = f"UMAP of {kind} latent actions ({source})\n{what}"
+    figure = umap_figure(points, labels, codes, action_names, title)
+    return figure, {"points": len(points), "source": source}
+
+
+def _correspondence_view(
+    lat: SlotLatents, kind: str, predictor: Predictor, seed: int
+) -> tuple[np.ndarray, dict[str, object]]:
+    """The slot-agent correspondence and DCI figure, and its numbers (``dci``, and
+    ``correspondence`` where slots are matched to agents)."""
+    agents = lat.true_actions.shape[-1]
+    numbers: dict[str, object] = {}
     aligned = dci(lat, aligned=True, predictor=predictor, seed=seed)
     raw = dci(lat, aligned=False, predictor=predictor, seed=seed) if lat.factored else aligned
-    numbers["dci"] = {"aligned": aligned.as_dict(), "raw_slot_index": raw.as_dict()}
+    dci_numbers: dict[str, object] = {"aligned": aligned.as_dict(), "raw_slot_index": raw.as_dict()}
     if not lat.factored:
-        numbers["dci"]["note"] = (
+        dci_numbers["note"] = (
             "one factor (the scene latent): each agent's importances sum to 1 on it, so "
             "disentanglement is 0 by construction whenever any predictor uses it"
         )
+    numbers["dci"] = dci_numbers
     panels = [("DCI importance R, aligned factors", aligned.importance, factor_names(lat, True))]
     if lat.match is not None and lat.attn is not None:
         k = lat.attn.shape[2]
@@ -767,17 +788,18 @@ def latent_action_views(
         head += f", {fmt(raw.disentanglement)} (raw slot index)"
     # Near chance the importance matrix is fitted noise: say how far above chance it is.
     head += f"; best predictor {fmt(informed)} above chance"
-    images["correspondence"] = correspondence_figure(panels, agents, title=head)
-    if lat.codes is not None:
-        count = model.config.bottleneck.num_codes or 1
-        counts = code_action_counts(lat, count, len(action_names))
-        meanings = code_meanings(counts, action_names)
-        inferred = np.flatnonzero(counts.sum(1))  # codes inferred at all (big codebooks: few)
-        numbers["code_actions"] = {
-            "columns": [*action_names, "no agent"],
-            "codes": count,
-            "inferred": {
-                str(c): {"counts": counts[c].tolist(), "meaning": meanings[c]} for c in inferred
-            },
-        }
-    return Views(images, videos, numbers)
+    return correspondence_figure(panels, agents, title=head), numbers
+
+
+def _code_actions(lat: SlotLatents, count: int, action_names: Sequence[str]) -> dict[str, object]:
+    """Which true action each inferred latent code stands for (counts and a one-word meaning)."""
+    counts = code_action_counts(lat, count, len(action_names))
+    meanings = code_meanings(counts, action_names)
+    inferred = np.flatnonzero(counts.sum(1))  # codes inferred at all (big codebooks: few)
+    return {
+        "columns": [*action_names, "no agent"],
+        "codes": count,
+        "inferred": {
+            str(c): {"counts": counts[c].tolist(), "meaning": meanings[c]} for c in inferred
+        },
+    }
