@@ -524,42 +524,13 @@ def _run_pipeline(
     held-out random play) with the full :class:`latentrl.controller.ControllerReport` under
     ``controller``.
     """
-    unknown = set(cfg.methods) - set(METHOD_ORDER)
-    if unknown:
-        raise ValueError(f"unknown methods {sorted(unknown)}; choose from {list(METHOD_ORDER)}")
-    decoder_config(cfg)  # a bad label fraction fails here, before anything long starts
-    if "planner_flam" in cfg.methods:
-        check_planner_search(cfg.planner, cfg.action_kind)
-    if cfg.episodes < 1 or cfg.planner_episodes < 0:
-        raise ValueError(
-            f"--episodes {cfg.episodes} / --planner-episodes {cfg.planner_episodes}: evaluate at "
-            "least one episode (--planner-episodes 0 means as many as --episodes)"
-        )
+    _check_request(cfg)
     start = time.perf_counter()
     preset = pipeline_preset(cfg)
     data = preset.data
     stage_seconds: dict[str, float] = {}
-
-    kinds = [k for k in MODEL_KINDS if any(m.endswith(f"_{k}") for m in cfg.methods)]
-    # With one agent, equal total capacity is FLAM's per-action codebook: the same LAM.
-    same_lam = cfg.agents == 1 and "lam_capacity" in kinds and "lam_small" in kinds
-    if same_lam:
-        kinds.remove("lam_capacity")
-    given = {
-        "flam": cfg.flam_run,
-        "lam": cfg.lam_run,
-        "lapo": cfg.lapo_run,
-        "lam_small": "",
-        "lam_capacity": "",
-    }
-    # Given runs are checked before anything long starts.
-    checked = {
-        k: check_fits_task(ModelRun.open(Path(given[k])), data, cfg.action_kind)
-        for k in kinds
-        if given[k]
-    }
-    if "flam" in checked and "planner_flam" in cfg.methods:
-        check_planner_run(checked["flam"], cfg.planner)
+    kinds, same_lam = _model_kinds(cfg)
+    checked = _given_runs(cfg, kinds, data)  # checked before anything long starts
     out = PipelineRun.create(runs, env_id(data), cfg.seed)
     made.append(out.path)
     t0 = time.perf_counter()
@@ -575,53 +546,8 @@ def _run_pipeline(
     expert_ids = ensure_datasets(expert_spec(cfg, data), root, workers=workers)
     stage_seconds["expert_video"] = time.perf_counter() - t0
 
-    results: dict[str, Any] = {}
-    model_runs: dict[str, str] = {}
-    candidates: dict[str, dict[str, float]] = {}
-    ctx = get_context("spawn")
-    with ProcessPoolExecutor(max_workers=max(cfg.jobs, 1), mp_context=ctx) as pool:
-        t0 = time.perf_counter()
-        trainings: dict[str, list[Future[tuple[str, ModelRun, bool]]]] = {}
-        # The pool is first in, first out. FLAM's candidates go first, so its decoder, cloning
-        # and planning (the longest branch) start while LAM trains; the reference agents,
-        # which wait for nothing, are queued last and fill the idle worker at the end.
-        for k in kinds:
-            if k in checked:
-                done: Future[tuple[str, ModelRun, bool]] = Future()
-                done.set_result((k, checked[k], True))
-                trainings[k] = [done]
-            else:
-                assert tokenizer_run is not None
-                seeds = [cfg.seed + i for i in range(cfg.flam_candidates if k == "flam" else 1)]
-                trainings[k] = [
-                    pool.submit(_train_model, k, preset, tokenizer_run, runs, s) for s in seeds
-                ]
-        branches = []
-        pending = dict(trainings)
-        while pending:
-            # Each model's decoder, cloning and evaluation start as soon as its training is done.
-            ready = [k for k, futs in pending.items() if all(f.done() for f in futs)]
-            if not ready:
-                wait([f for futs in pending.values() for f in futs], return_when=FIRST_COMPLETED)
-                continue
-            for kind in ready:
-                done_runs = [f.result() for f in pending.pop(kind)]
-                losses = {str(r.path): validation_loss(r) for _, r, _ in done_runs}
-                run = min((r for _, r, _ in done_runs), key=lambda r: losses[str(r.path)])
-                if len(done_runs) > 1:
-                    candidates[kind] = losses
-                model_runs[kind] = str(run.path)
-                reused[kind] = all(u for _, _, u in done_runs)
-                stage_seconds[f"train_{kind}"] = time.perf_counter() - t0
-                branches.append(
-                    (kind, pool.submit(_latent_branch, kind, run, expert_ids, root, cfg, out))
-                )
-        reference = pool.submit(_reference_branch, expert_ids, data, root, cfg, out)
-        results.update(reference.result())
-        for kind, fut in branches:
-            branch = fut.result()
-            stage_seconds[f"decode_clone_evaluate_{kind}"] = branch.pop("_seconds")
-            results.update(branch)
+    jobs = _Jobs(cfg, preset, tokenizer_run, runs, root, expert_ids, out)
+    results, model_runs, candidates = jobs.run(kinds, checked, reused, stage_seconds)
     if same_lam and "bc_lam_small" in results:
         results["bc_lam_capacity"] = {**results["bc_lam_small"], "same_as": "bc_lam_small"}
     summary: dict[str, Any] = {
@@ -647,6 +573,131 @@ def _run_pipeline(
     write_text(out.path / "table.md", table + "\n")
     summary["out"] = str(out.path)
     return summary
+
+
+def _check_request(cfg: PipelineConfig) -> None:
+    """Refuse a request that would fail late (unknown methods, a bad label fraction, a planner
+    search the latent family cannot run, no evaluation episodes)."""
+    unknown = set(cfg.methods) - set(METHOD_ORDER)
+    if unknown:
+        raise ValueError(f"unknown methods {sorted(unknown)}; choose from {list(METHOD_ORDER)}")
+    decoder_config(cfg)  # a bad label fraction fails here, before anything long starts
+    if "planner_flam" in cfg.methods:
+        check_planner_search(cfg.planner, cfg.action_kind)
+    if cfg.episodes < 1 or cfg.planner_episodes < 0:
+        raise ValueError(
+            f"--episodes {cfg.episodes} / --planner-episodes {cfg.planner_episodes}: evaluate at "
+            "least one episode (--planner-episodes 0 means as many as --episodes)"
+        )
+
+
+def _model_kinds(cfg: PipelineConfig) -> tuple[list[str], bool]:
+    """The latent models the methods need, and whether ``lam_capacity`` is ``lam_small`` (with
+    one agent, equal total capacity is FLAM's per-action codebook: the same LAM)."""
+    kinds = [k for k in MODEL_KINDS if any(m.endswith(f"_{k}") for m in cfg.methods)]
+    same_lam = cfg.agents == 1 and "lam_capacity" in kinds and "lam_small" in kinds
+    if same_lam:
+        kinds.remove("lam_capacity")
+    return kinds, same_lam
+
+
+def _given_runs(cfg: PipelineConfig, kinds: list[str], data: DatasetSpec) -> dict[str, ModelRun]:
+    """The model runs passed on the command line (``--flam-run`` ...), each checked against the
+    task (and FLAM's against the planner)."""
+    given = {"flam": cfg.flam_run, "lam": cfg.lam_run, "lapo": cfg.lapo_run}
+    checked = {
+        k: check_fits_task(ModelRun.open(Path(given[k])), data, cfg.action_kind)
+        for k in kinds
+        if given.get(k)
+    }
+    if "flam" in checked and "planner_flam" in cfg.methods:
+        check_planner_run(checked["flam"], cfg.planner)
+    return checked
+
+
+@dataclasses.dataclass
+class _Jobs:
+    """The pipeline's parallel part: model trainings, then each model's branch (decoder,
+    controller, labelling, cloning, evaluation, planner) as soon as its training is done, and
+    the reference agents, on ``cfg.jobs`` processes."""
+
+    cfg: PipelineConfig
+    preset: Preset
+    tokenizer_run: TokenizerRun | None
+    runs: Path
+    root: str | None
+    expert_ids: dict[str, str]
+    out: PipelineRun
+
+    def run(
+        self,
+        kinds: list[str],
+        checked: dict[str, ModelRun],
+        reused: dict[str, bool],
+        stage_seconds: dict[str, float],
+    ) -> tuple[dict[str, Any], dict[str, str], dict[str, dict[str, float]]]:
+        """Results per method, the model run of each kind, and the validation losses of FLAM's
+        candidates (when there are several); ``reused`` and ``stage_seconds`` are filled in."""
+        cfg = self.cfg
+        results: dict[str, Any] = {}
+        model_runs: dict[str, str] = {}
+        candidates: dict[str, dict[str, float]] = {}
+        with ProcessPoolExecutor(
+            max_workers=max(cfg.jobs, 1), mp_context=get_context("spawn")
+        ) as pool:
+            t0 = time.perf_counter()
+            pending = self._trainings(pool, kinds, checked)
+            branches = []
+            while pending:
+                # Each model's branch starts as soon as its training is done.
+                ready = [k for k, futs in pending.items() if all(f.done() for f in futs)]
+                if not ready:
+                    wait([f for fs in pending.values() for f in fs], return_when=FIRST_COMPLETED)
+                    continue
+                for kind in ready:
+                    done_runs = [f.result() for f in pending.pop(kind)]
+                    losses = {str(r.path): validation_loss(r) for _, r, _ in done_runs}
+                    run = min((r for _, r, _ in done_runs), key=lambda r: losses[str(r.path)])
+                    if len(done_runs) > 1:
+                        candidates[kind] = losses
+                    model_runs[kind] = str(run.path)
+                    reused[kind] = all(u for _, _, u in done_runs)
+                    stage_seconds[f"train_{kind}"] = time.perf_counter() - t0
+                    args = (kind, run, self.expert_ids, self.root, cfg, self.out)
+                    branches.append((kind, pool.submit(_latent_branch, *args)))
+            data = self.preset.data
+            reference = pool.submit(
+                _reference_branch, self.expert_ids, data, self.root, cfg, self.out
+            )
+            results.update(reference.result())
+            for kind, fut in branches:
+                branch = fut.result()
+                stage_seconds[f"decode_clone_evaluate_{kind}"] = branch.pop("_seconds")
+                results.update(branch)
+        return results, model_runs, candidates
+
+    def _trainings(
+        self, pool: ProcessPoolExecutor, kinds: list[str], checked: dict[str, ModelRun]
+    ) -> dict[str, list[Future[tuple[str, ModelRun, bool]]]]:
+        """One future per model run to train (FLAM: one per candidate seed); given runs are
+        futures already done. The pool is first in, first out: FLAM's candidates go first, so
+        its branch (the longest) starts while LAM trains; the reference agents, which wait for
+        nothing, are queued last and fill the idle worker at the end."""
+        trainings: dict[str, list[Future[tuple[str, ModelRun, bool]]]] = {}
+        for k in kinds:
+            if k in checked:
+                done: Future[tuple[str, ModelRun, bool]] = Future()
+                done.set_result((k, checked[k], True))
+                trainings[k] = [done]
+                continue
+            assert self.tokenizer_run is not None
+            cfg = self.cfg
+            seeds = [cfg.seed + i for i in range(cfg.flam_candidates if k == "flam" else 1)]
+            trainings[k] = [
+                pool.submit(_train_model, k, self.preset, self.tokenizer_run, self.runs, s)
+                for s in seeds
+            ]
+        return trainings
 
 
 def results_table(summary: dict[str, Any]) -> str:
