@@ -4,8 +4,8 @@ One *cell* is one (agent count, seed): :func:`agents.pipeline.run_pipeline` with
 including the strong LAM (``bc_lam``), the LAPO-style model (``bc_lapo``) and LAM at FLAM's
 per-action codebook (``bc_lam_small``) and at that codebook once per agent (``bc_lam_capacity``).
 Finished cells are recorded in ``state.json`` (written atomically after each cell) with the
-whole pipeline config they ran with; a cell is reused only when that config equals the one asked
-for (otherwise it is recomputed, and the differing fields are printed), so an interrupted
+whole pipeline config they ran with and the training preset it resolved to; a cell is reused only
+when both equal the ones asked for (otherwise it is recomputed, and the differing fields are printed), so an interrupted
 benchmark continues where it stopped and a rerun with other settings never reports old numbers.
 Outputs: the results, ``table.md`` and ``success_vs_agents.png``.
 """
@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from agents.pipeline import METHOD_ORDER, PipelineConfig, run_pipeline
+from agents.pipeline import METHOD_ORDER, PipelineConfig, pipeline_preset, run_pipeline
 from latentrl.artifacts import describe, differences, write_results
 from latentrl.runs import as_stored, hardware, read_json, write_json, write_text
 
@@ -63,10 +63,19 @@ def run_benchmark(
             key = cell_key(n, seed, base.action_kind)
             cfg = dataclasses.replace(base, agents=n, seed=seed)
             wanted = as_stored(cfg)
+            # The training settings the preset resolves to (models, steps, data): a changed
+            # preset changes the figures as much as a changed flag.
+            preset = as_stored(pipeline_preset(cfg))
             if key in state:
-                if "config" not in state[key]:
-                    print(f"{key}: recorded without its config (an earlier version): recomputing")
-                elif found := differences(state[key]["config"], wanted):
+                if "config" not in state[key] or "preset" not in state[key]:
+                    print(
+                        f"{key}: recorded without its config or preset (an earlier version): "
+                        "recomputing"
+                    )
+                elif found := differences(
+                    {"config": state[key]["config"], "preset": state[key]["preset"]},
+                    {"config": wanted, "preset": preset},
+                ):
                     print(
                         f"{key}: done before with other settings ({describe(found)}): recomputing"
                     )
@@ -77,6 +86,7 @@ def run_benchmark(
             summary = run_pipeline(cfg, runs=runs, root=root, workers=workers)
             state[key] = {
                 "config": wanted,
+                "preset": preset,
                 "out": summary["out"],
                 "wall_seconds": summary["wall_seconds"],
                 "methods": {

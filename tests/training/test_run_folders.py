@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 import agents.benchmark as benchmark
+import latentrl.presets as presets
 from agents.pipeline import PipelineConfig
 from latentrl.artifacts import (
     ModelRun,
@@ -222,3 +223,10 @@ def test_a_benchmark_cell_is_reused_only_with_an_equal_config(
     again = bench(PipelineConfig(bc_steps=3000))
     assert len(ran) == 2 and "bc_steps: 2500 -> 3000" in capsys.readouterr().out
     assert again["rows"]["1"]["x"]["success_mean"] == 0.3  # the new config's figure
+
+    # The same flags under a changed preset (here: the LAM's steps) are recomputed too.
+    tiny = get_preset("tiny")
+    changed = dataclasses.replace(tiny, steps_by_model=(("lam", 7), *tiny.steps_by_model[1:]))
+    monkeypatch.setitem(presets.PRESETS, "tiny", changed)
+    bench(PipelineConfig(bc_steps=3000))
+    assert len(ran) == 3 and "preset.steps_by_model" in capsys.readouterr().out
