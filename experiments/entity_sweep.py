@@ -219,9 +219,16 @@ def run_cell(
         "train_steps": trained["steps"],
         "train_seconds": trained["wall_seconds"],
         "scores": evaluation.scores.as_json(),
-        # The training run's last evaluation: probe, chance, own_slot, same_slot (None for WM).
-        "latent": {k: trained["eval"].get(k) for k in LATENT_FIGURES} if "eval" in trained else {},
+        "latent": latent_figures(trained),
     }
+
+
+def latent_figures(results: dict[str, Any]) -> dict[str, float | None]:
+    """Probe, chance, own_slot and same_slot from a model run's last evaluation (None where the
+    model has no per-agent latents, e.g. WM; cells recorded before these were kept read them
+    from their run folder)."""
+    last = results.get("eval") or {}
+    return {k: last.get(k) for k in LATENT_FIGURES}
 
 
 # -- report ---------------------------------------------------------------------------------------
@@ -243,7 +250,7 @@ def rows(state: dict[str, Any], agents: list[int], models: list[str]) -> list[di
                 # Unlike PSNR, comparable across agent counts whatever each tokenizer's quality.
                 "codes_right_1step": scores["code_accuracy_curve"][0],
                 "ssim_1step": scores["summary"]["ssim_1step"],
-                **{k: cell.get("latent", {}).get(k) for k in LATENT_FIGURES},
+                **(cell.get("latent") or latent_figures(ModelRun(Path(cell["run"])).results())),
                 "num_slots": cell["num_slots"],
                 "run": cell["run"],
             }
