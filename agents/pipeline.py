@@ -46,7 +46,7 @@ from latentrl.data.recipes import DatasetSpec, ensure_datasets
 from latentrl.decoder import DecoderConfig, label_cache, train_decoder
 from latentrl.models import LatentActionModel
 from latentrl.presets import Preset, get_preset
-from latentrl.runs import hardware, write_text
+from latentrl.runs import hardware, sigterm_as_exit, write_text
 from latentrl.stages import (
     model_config_for,
     probe_batch,
@@ -499,11 +499,13 @@ per-action codebook (one slot's), ``lam_capacity`` that codebook once per agent,
 def run_pipeline(
     cfg: PipelineConfig, *, runs: Path, root: str | None = None, workers: int = 2
 ) -> dict[str, Any]:
-    """:func:`_run_pipeline`, whose output folder is removed again if it fails: a failed
-    command leaves no half-made folder (trained model runs stay, finished and reusable)."""
+    """:func:`_run_pipeline`, whose output folder is removed again if it fails or is stopped
+    (SIGTERM): a failed command leaves no half-made folder (trained model runs stay, finished
+    and reusable; an interrupted training run stays resumable)."""
     made: list[Path] = []
     try:
-        return _run_pipeline(cfg, runs=runs, root=root, workers=workers, made=made)
+        with sigterm_as_exit():
+            return _run_pipeline(cfg, runs=runs, root=root, workers=workers, made=made)
     except BaseException:
         for path in made:
             shutil.rmtree(path, ignore_errors=True)

@@ -8,12 +8,17 @@ What a run folder holds, how it loads and how a finished one is found is
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
 import platform
+import signal
+import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 import torch
@@ -85,3 +90,24 @@ def new_run_dir(runs: Path, data: DatasetSpec, model: str, seed: int) -> Path:
         path, i = base.with_name(f"{base.name}-{i}"), i + 1
     path.mkdir(parents=True)
     return path
+
+
+def _exit_on_sigterm(signum: int, frame: FrameType | None) -> None:
+    raise SystemExit(128 + signum)
+
+
+@contextlib.contextmanager
+def sigterm_as_exit() -> Iterator[None]:
+    """Within the block, SIGTERM (``kill``, a scheduler's stop, a timeout) raises
+    ``SystemExit`` instead of ending the process at once, so that ``finally`` and ``except``
+    clauses run: a command stopped that way removes its half-made output folder as a failed one
+    does. Only in the main thread (elsewhere signals cannot be handled; the block then does
+    nothing); the previous handler is restored on leaving."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
