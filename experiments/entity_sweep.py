@@ -191,7 +191,6 @@ def run_cell(
         torch.set_num_threads(args.threads)
     preset = get_preset(args.preset)
     tokenizer_run = TokenizerRun(tokenizer)
-    slots = slots_for(agents, preset)
     model_cfg, train_cfg, settings = cell_configs(agents, model, tokenizer, args)
     found = ModelRun.find(runs, model, settings)
     if found is None:
@@ -215,18 +214,16 @@ def run_cell(
     trained = found.results()
     return {
         "run": str(found.path),
-        "num_slots": slots if model in ("flam", "oclam") else None,
+        "num_slots": model_cfg.num_slots if model in ("flam", "oclam") else None,
         "train_steps": trained["steps"],
         "train_seconds": trained["wall_seconds"],
         "scores": evaluation.scores.as_json(),
-        "latent": latent_figures(trained),
     }
 
 
 def latent_figures(results: dict[str, Any]) -> dict[str, float | None]:
     """Probe, chance, own_slot and same_slot from a model run's last evaluation (None where the
-    model has no per-agent latents, e.g. WM; cells recorded before these were kept read them
-    from their run folder)."""
+    model has no per-agent latents, e.g. WM)."""
     last = results.get("eval") or {}
     return {k: last.get(k) for k in LATENT_FIGURES}
 
@@ -250,7 +247,8 @@ def rows(state: dict[str, Any], agents: list[int], models: list[str]) -> list[di
                 # Unlike PSNR, comparable across agent counts whatever each tokenizer's quality.
                 "codes_right_1step": scores["code_accuracy_curve"][0],
                 "ssim_1step": scores["summary"]["ssim_1step"],
-                **(cell.get("latent") or latent_figures(ModelRun(Path(cell["run"])).results())),
+                # Read from the run folder, which every kept cell has (stale_cells).
+                **latent_figures(ModelRun(Path(cell["run"])).results()),
                 "num_slots": cell["num_slots"],
                 "run": cell["run"],
             }

@@ -204,7 +204,7 @@ PRESETS: dict[str, Preset] = {
 # The tiny recipe on a 16x16-cell room (64 px frames, 256 tokens). K = agents + 8:
 # entity_sweep.slots_for keeps the 8 spare slots at other agent counts. The token-level models
 # (LAM, WM) merge 2 x 2 cells into one state token (Genie/LAPO patchify): over 256 tokens their
-# spatial attention and MLPs made a step 2.5x the merged one's (about 40 minutes for 1000 LAM
+# spatial attention and MLPs made a step 2.5x the merged one's (about 42 minutes for 1000 LAM
 # steps on one core against 17; docs/research/small_preset.md).
 _TINY = PRESETS["tiny"]
 PRESETS["small"] = dataclasses.replace(

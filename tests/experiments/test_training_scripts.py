@@ -223,22 +223,17 @@ def test_small_preset_runs_a_few_steps_on_cpu(tmp_path: Path) -> None:
         "--eval-every", "2", "--media-every", "0", tmp=tmp_path, timeout=600,
     )  # fmt: skip
     assert out.returncode == 0, out.stderr[-3000:]
-    out = run(
-        "train_lam.py", "--preset", "small", "--model", "flam", *data, "--steps", "2",
-        "--batch-size", "2", "--eval-every", "2", "--media-every", "0", "--probe-windows", "4",
-        tmp=tmp_path, timeout=600,
-    )  # fmt: skip
-    assert out.returncode == 0, out.stderr[-3000:]
-    run_dir = only_run(tmp_path, "flam")
-    config = json.loads((run_dir / "config.json").read_text())["model"]
-    assert config["grid"] == 16 and config["num_slots"] == 12
-    assert json.loads((run_dir / "results.json").read_text())["steps"] == 2
+    configs = {}
+    for model in ("flam", "lam"):
+        out = run(
+            "train_lam.py", "--preset", "small", "--model", model, *data, "--steps", "2",
+            "--batch-size", "2", "--eval-every", "2", "--media-every", "0",
+            "--probe-windows", "4", tmp=tmp_path, timeout=600,
+        )  # fmt: skip
+        assert out.returncode == 0, out.stderr[-3000:]
+        run_dir = only_run(tmp_path, model)
+        configs[model] = json.loads((run_dir / "config.json").read_text())["model"]
+        assert json.loads((run_dir / "results.json").read_text())["steps"] == 2
+    assert configs["flam"]["grid"] == 16 and configs["flam"]["num_slots"] == 12
     # The LAM merges 2 x 2 cells into one state token: 64 tokens, as on tiny.
-    out = run(
-        "train_lam.py", "--preset", "small", "--model", "lam", *data, "--steps", "2",
-        "--batch-size", "2", "--eval-every", "2", "--media-every", "0", "--probe-windows", "4",
-        tmp=tmp_path, timeout=600,
-    )  # fmt: skip
-    assert out.returncode == 0, out.stderr[-3000:]
-    config = json.loads((only_run(tmp_path, "lam") / "config.json").read_text())["model"]
-    assert config["grid"] == 16 and config["scene_patch"] == 2
+    assert configs["lam"]["grid"] == 16 and configs["lam"]["scene_patch"] == 2
