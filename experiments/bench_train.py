@@ -9,7 +9,9 @@ the preset's tokenizer would make them (no dataset, no prior run), with the pres
 window and logging. Steps/s is timed between the starts of step ``--warmup`` and step
 ``--warmup + --steps``: start-up and, in compiled mode, compilation are excluded (the compile
 time is printed apart). Modes: ``eager`` and ``compiled`` (``--compile``); threads: torch's
-intra-op threads; devices: cpu, and cuda when present.
+intra-op threads; devices: cpu, and cuda when present; precisions: ``bf16`` (training's default:
+autocast where the device has native bf16 matmuls, else fp32, as the row's ``prec`` says) and
+``fp32``.
 
 ``--baseline COMMIT`` also runs every eager measurement with the library of that commit
 (checked out into a temporary git worktree), in turn with the current one (A B A B ...), and
@@ -98,6 +100,7 @@ def measure(args: argparse.Namespace) -> dict[str, object]:
         device=args.device,
         threads=args.threads,
         compile=args.mode == "compiled",
+        **({"bf16": args.precision == "bf16"} if args.precision else {}),
         eval_every=10**9,
         checkpoint_every=10**9,
         media_every=0,
@@ -112,6 +115,7 @@ def measure(args: argparse.Namespace) -> dict[str, object]:
         "first_steps_s": starts[args.warmup] - starts[0],
         "steps_per_cpu_s": args.steps / (cpu[args.warmup + args.steps] - cpu[args.warmup]),
         "first_losses": result.losses[:5],
+        "precision": getattr(result, "precision", "fp32"),
     }
     if args.mode == "compiled":
         from torch._dynamo.utils import counters
@@ -129,12 +133,15 @@ def run_one(
     threads: int,
     device: str,
     a: argparse.Namespace,
+    precision: str | None = None,
 ) -> dict[str, object]:
     """One measurement in a fresh process whose ``latentrl`` is imported from ``library``."""
     cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", "--preset", preset]
     cmd += ["--model", model, "--mode", mode, "--threads", str(threads), "--device", device]
     cmd += ["--steps", str(a.steps), "--warmup", str(a.warmup)]
     cmd += ["--batch-size", str(a.batch_size)]
+    if precision:  # a baseline checkout measures its own default
+        cmd += ["--precision", precision]
     env = {**os.environ, "PYTHONPATH": str(library), "OMP_NUM_THREADS": str(threads)}
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
     if done.returncode != 0:
@@ -171,6 +178,13 @@ def main() -> None:
     parser.add_argument("--modes", nargs="+", default=["eager"], choices=["eager", "compiled"])
     parser.add_argument("--threads", nargs="+", type=int, default=[1], help="torch threads")
     parser.add_argument(
+        "--precisions",
+        nargs="+",
+        default=["bf16"],
+        choices=["bf16", "fp32"],
+        help="bf16: autocast where the device has native bf16 (the default of training); fp32",
+    )
+    parser.add_argument(
         "--devices",
         nargs="+",
         default=None,
@@ -190,6 +204,7 @@ def main() -> None:
     parser.add_argument("--model", help=argparse.SUPPRESS)
     parser.add_argument("--mode", help=argparse.SUPPRESS)
     parser.add_argument("--device", help=argparse.SUPPRESS)
+    parser.add_argument("--precision", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
         args.threads = args.threads[0]
@@ -203,16 +218,17 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         base = baseline_tree(args.baseline, Path(tmp) / "baseline") if args.baseline else None
         try:
-            header = f"{'preset':16} {'model':6} {'mode':9} {'thr':>3} {'device':6} "
+            header = f"{'preset':16} {'model':6} {'mode':9} {'prec':4} {'thr':>3} {'device':6} "
             header += f"{'steps/s':>8} {'samples/s':>10} {'first s':>8}"
             print(header + ("  baseline steps/s  ratio" if base else ""))
             for preset in args.presets:
                 for model in args.models:
                     for mode in args.modes:
-                        for threads in args.threads:
-                            for device in devices:
-                                key = (preset, model, mode, threads, device)
-                                rows.append(measure_setting(key, base, args))
+                        for precision in args.precisions:
+                            for threads in args.threads:
+                                for device in devices:
+                                    key = (preset, model, mode, precision, threads, device)
+                                    rows.append(measure_setting(key, base, args))
         finally:
             if base is not None:
                 drop_tree(base)
@@ -221,16 +237,16 @@ def main() -> None:
 
 
 def measure_setting(
-    key: tuple[str, str, str, int, str], base: Path | None, args: argparse.Namespace
+    key: tuple[str, str, str, str, int, str], base: Path | None, args: argparse.Namespace
 ) -> dict[str, object]:
     """Median over ``--repeats`` of one setting (paired with the baseline where given)."""
-    preset, model, mode, threads, device = key
+    preset, model, mode, precision, threads, device = key
     ours, theirs, ratios, cpu_ratios, loss_diffs = [], [], [], [], []
     for _ in range(args.repeats):
         if base is not None:
             b = run_one(base, preset, model, "eager", threads, device, args)
             theirs.append(float(b["steps_per_s"]))  # type: ignore[arg-type]
-        a = run_one(REPO, preset, model, mode, threads, device, args)
+        a = run_one(REPO, preset, model, mode, threads, device, args, precision)
         ours.append(a)
         if base is not None:
             ratios.append(float(a["steps_per_s"]) / theirs[-1])  # type: ignore[arg-type]
@@ -248,6 +264,7 @@ def measure_setting(
         "preset": preset,
         "model": model,
         "mode": mode,
+        "precision": ours[0].get("precision", precision),
         "threads": threads,
         "device": device,
         "steps_per_s": med,
@@ -258,7 +275,9 @@ def measure_setting(
     }
     if "graph_breaks" in ours[0]:
         row["graph_breaks"] = max(int(r["graph_breaks"]) for r in ours)  # type: ignore[arg-type]
-    line = f"{preset:16} {model:6} {mode:9} {threads:>3} {device:6} {med:8.2f} "
+    line = (
+        f"{preset:16} {model:6} {mode:9} {row['precision']:4} {threads:>3} {device:6} {med:8.2f} "
+    )
     line += f"{med * batch:10.1f} {row['first_steps_s']:8.1f}"
     if base is not None:
         row["baseline_steps_per_s"] = statistics.median(theirs)

@@ -49,7 +49,11 @@ class TrainConfig:
     checkpoint_every: int = opt(500, "steps between checkpoints (atomic; --resume reads them)")
     media_every: int = opt(1000, "steps between rollout GIFs in tensorboard (0 disables)")
     device: str = opt("auto", "auto, cpu, cuda or cuda:N")
-    bf16: bool = opt(True, "bf16 autocast on CUDA (ignored on CPU)")
+    bf16: bool = opt(
+        True,
+        "bf16 autocast where the device has native bf16 matmuls (CUDA; CPUs with AVX512-BF16 or "
+        "AMX); fp32 elsewhere. results.json records which one a run used",
+    )
     compile: bool = opt(False, "torch.compile the loss (CPU and CUDA; compiling takes a while)")
     threads: int = opt(0, "CPU threads for torch (0 = torch's default, one per core)")
 
@@ -147,6 +151,19 @@ class TrainResult:
     losses: list[float]
     last_eval: dict[str, float]
     steps_per_s: float
+    precision: str = "fp32"
+    """``"bf16"`` (autocast) or ``"fp32"``: what the training steps computed in."""
+
+
+def native_bf16(device: torch.device) -> bool:
+    """Whether ``device`` computes bf16 matmuls natively: CUDA, or a CPU whose oneDNN has bf16
+    kernels (AVX512-BF16 or AMX). Elsewhere bf16 is emulated and slower than fp32, so training
+    keeps fp32 there (and records it: :attr:`TrainResult.precision`)."""
+    if device.type == "cuda":
+        return True
+    if device.type != "cpu" or not torch.backends.mkldnn.is_available():
+        return False
+    return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
 
 
 def train(
@@ -188,7 +205,7 @@ def train(
         )
     if config.compile:
         net = torch.compile(net)  # type: ignore[assignment]
-    autocast = device.type == "cuda" and config.bf16
+    autocast = config.bf16 and native_bf16(device)
     writer = SummaryWriter(str(run_dir / "tensorboard"), purge_step=start) if info.is_main else None
     end = config.steps if stop_after is None else min(config.steps, stop_after)
     losses: list[float] = []
@@ -270,4 +287,5 @@ def train(
     if writer is not None:
         writer.close()
     model.eval()
-    return TrainResult(losses, last_eval, (end - start) / max(elapsed, 1e-9))
+    precision = "bf16" if autocast else "fp32"
+    return TrainResult(losses, last_eval, (end - start) / max(elapsed, 1e-9), precision)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from einops import rearrange
+from einops import einsum, rearrange
 from torch import nn
 
 
@@ -32,8 +32,27 @@ class Attention(nn.Module):
         if mask is None and q.shape[2] * k.shape[2] <= SMALL_ATTENTION:
             y = small_attention(q, k, v)
         else:
-            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+            y = fused_attention(q, k, v, mask)
         return self.out(rearrange(y, "b h n e -> b n (h e)"))
+
+
+def fused_attention(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None
+) -> torch.Tensor:
+    """``F.scaled_dot_product_attention``, or, on a CPU autocasting to bf16, its math written
+    out: two bf16 matmuls around a softmax in fp32.
+
+    PyTorch's CPU flash-attention kernel in bf16 costs 3-5x its fp32 self in the backward pass
+    (docs/research/engine_speed.md), while bf16 matmuls run about 4x faster than fp32 on a CPU
+    with AVX512-BF16; the softmax stays in fp32 as flash attention keeps its accumulators.
+    """
+    if not (q.device.type == "cpu" and torch.is_autocast_enabled("cpu")):
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+    scores = einsum(q, k, "b h n e, b h m e -> b h n m") * q.shape[-1] ** -0.5
+    if mask is not None:
+        scores = scores.masked_fill(~mask, float("-inf"))
+    weights = scores.float().softmax(dim=-1).to(scores.dtype)
+    return einsum(weights, v, "b h n m, b h m e -> b h n e")
 
 
 SMALL_ATTENTION = 4

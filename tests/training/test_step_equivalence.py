@@ -16,8 +16,8 @@ import torch.nn.functional as F
 from latentrl.data.device_codes import DeviceCodes
 from latentrl.distributed import DistInfo
 from latentrl.models import LatentActionModel
-from latentrl.nn.blocks import small_attention
-from latentrl.train import TrainConfig, lr_factor, step_seed, train
+from latentrl.nn.blocks import fused_attention, small_attention
+from latentrl.train import TrainConfig, lr_factor, native_bf16, step_seed, train
 from tests.models.tiny import random_batch, tiny_model
 from tests.training.test_train_loop import CACHE
 
@@ -31,6 +31,7 @@ CONFIG = TrainConfig(
     checkpoint_every=1000,
     media_every=0,
     device="cpu",
+    bf16=False,  # the reference computes in fp32; bf16 has its own test below
 )
 WINDOW = 3
 
@@ -95,3 +96,35 @@ def test_clip_grad_norm_follows_torch() -> None:
         for pa, pb in zip(a.parameters(), b.parameters(), strict=True):
             if pb.grad is not None:
                 torch.testing.assert_close(pa.grad, pb.grad)
+
+
+@pytest.mark.parametrize("masked", [False, True])
+def test_cpu_bf16_attention_matches_the_fused_fp32_kernel(masked: bool) -> None:
+    """Under CPU autocast the attention is written out (bf16 matmuls, fp32 softmax): it must
+    agree with the fused fp32 kernel to bf16 rounding, masks included."""
+    gen = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(3, 2, 9, 8, generator=gen) for _ in range(3))
+    causal = torch.ones(9, 9).tril().bool()
+    mask = causal if masked else None
+    expected = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got = fused_attention(q, k, v, mask)
+    assert got.dtype == torch.bfloat16
+    assert torch.allclose(got.float(), expected, atol=3e-2, rtol=3e-2)
+    # Far from bf16 rounding, a wrong mask or a missing scale would differ by far more.
+    wrong = F.scaled_dot_product_attention(q, k, v, attn_mask=None if masked else causal)
+    assert (wrong - expected).abs().max() > 0.3
+
+
+def test_the_precision_a_run_used_is_what_the_device_offers(tmp_path: Path) -> None:
+    codes = DeviceCodes(CACHE, WINDOW, "cpu")
+    config = TrainConfig(**{**CONFIG.__dict__, "bf16": True, "steps": 2})
+    result = train(
+        tiny_model("flam", seed=3),
+        lambda step, gen: codes.sample(config.batch_size, gen),
+        config,
+        tmp_path,
+        DistInfo(0, 1, torch.device("cpu")),
+    )
+    assert result.precision == ("bf16" if native_bf16(torch.device("cpu")) else "fp32")
+    assert all(torch.isfinite(torch.tensor(result.losses)))
