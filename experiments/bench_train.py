@@ -9,9 +9,9 @@ the preset's tokenizer would make them (no dataset, no prior run), with the pres
 window and logging. Steps/s is timed between the starts of step ``--warmup`` and step
 ``--warmup + --steps``: start-up and, in compiled mode, compilation are excluded (the compile
 time is printed apart). Modes: ``eager`` and ``compiled`` (``--compile``); threads: torch's
-intra-op threads; devices: cpu, and cuda when present; precisions: ``bf16`` (training's default:
-autocast where the device has native bf16 matmuls, else fp32, as the row's ``prec`` says) and
-``fp32``.
+intra-op threads; devices: cpu, and cuda when present; precisions: ``bf16`` (autocast where the device
+has native bf16 matmuls, training's ``--cpu-bf16`` on a CPU; else fp32, as the row's ``prec``
+says) and ``fp32`` (training's CPU default).
 
 ``--baseline COMMIT`` also runs every eager measurement with the library of that commit
 (checked out into a temporary git worktree), in turn with the current one (A B A B ...), and
@@ -100,7 +100,11 @@ def measure(args: argparse.Namespace) -> dict[str, object]:
         device=args.device,
         threads=args.threads,
         compile=args.mode == "compiled",
-        **({"bf16": args.precision == "bf16"} if args.precision else {}),
+        **(
+            {"bf16": args.precision == "bf16", "cpu_bf16": args.precision == "bf16"}
+            if args.precision
+            else {}
+        ),
         eval_every=10**9,
         checkpoint_every=10**9,
         media_every=0,
@@ -180,9 +184,9 @@ def main() -> None:
     parser.add_argument(
         "--precisions",
         nargs="+",
-        default=["bf16"],
+        default=["fp32"],
         choices=["bf16", "fp32"],
-        help="bf16: autocast where the device has native bf16 (the default of training); fp32",
+        help="bf16: autocast where the device has native bf16 (on a CPU: --cpu-bf16); fp32",
     )
     parser.add_argument(
         "--devices",
