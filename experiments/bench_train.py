@@ -77,7 +77,8 @@ def measure(args: argparse.Namespace) -> dict[str, object]:
     cache = CodeCache(codes, np.arange(0, frames + 1, length, dtype=np.int64), actions)
     torch.manual_seed(0)
     model = build_model(cfg, torch.randn(tok.codebook_size, tok.z_channels))
-    labels = cfg.conditioned_on_true_actions
+    # A baseline checkout may predate the property; there only WM read true actions.
+    labels = getattr(cfg, "conditioned_on_true_actions", args.model == "wm")
     batch = args.batch_size or preset.train.batch_size
     sampler = DeviceCodes(cache, stage.window, device) if DeviceCodes is not None else None
     starts: list[float] = []

@@ -36,7 +36,6 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 from einops import pack, rearrange, unpack
-from matplotlib.figure import Figure
 from tqdm.auto import tqdm
 
 from latentrl.artifacts import ModelRun, TokenizerRun, write_results
@@ -490,6 +489,8 @@ def comparison_table(scores: Sequence[WorldModelScores]) -> str:
 def plot_psnr_curves(scores: Sequence[WorldModelScores], path: Path) -> None:
     """PSNR per rollout step: solid with inferred latent actions, dashed with prior samples,
     dotted the tokenizer ceiling; one colour per run."""
+    from matplotlib.figure import Figure  # here: importing the library loads no plotting
+
     fig = Figure(figsize=(6, 4))
     ax = fig.subplots()
     for i, (label, s) in enumerate(_columns(scores, all_models=False)):

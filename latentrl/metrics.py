@@ -32,10 +32,6 @@ from typing import Literal
 
 import torch
 from einops import pack, unpack
-from torchmetrics.functional.image import (
-    peak_signal_noise_ratio,
-    structural_similarity_index_measure,
-)
 
 MAX_PSNR = 100.0
 """Cap of per-frame PSNR in dB (MSE floor 1e-10): identical frames would otherwise give +inf."""
@@ -59,6 +55,8 @@ def psnr(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     _check_frames(pred, target)
     flat_pred, ps = pack([pred], "* c h w")
     flat_target, _ = pack([target], "* c h w")
+    from torchmetrics.functional.image import peak_signal_noise_ratio  # scipy: 1 s to import
+
     values = peak_signal_noise_ratio(
         flat_pred.float(), flat_target.float(), data_range=1.0, reduction="none", dim=(1, 2, 3)
     )
@@ -69,6 +67,8 @@ def psnr(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 def pooled_psnr(pred: torch.Tensor, target: torch.Tensor) -> float:
     """PSNR of the MSE pooled over every pixel of every frame ``(..., c, h, w)`` (capped at 100)."""
     _check_frames(pred, target)
+    from torchmetrics.functional.image import peak_signal_noise_ratio
+
     value = peak_signal_noise_ratio(pred.float(), target.float(), data_range=1.0)
     return float(value.clamp(max=MAX_PSNR))
 
@@ -78,6 +78,8 @@ def ssim(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     _check_frames(pred, target)
     flat_pred, ps = pack([pred], "* c h w")
     flat_target, _ = pack([target], "* c h w")
+    from torchmetrics.functional.image import structural_similarity_index_measure
+
     values = structural_similarity_index_measure(
         flat_pred.float(), flat_target.float(), data_range=1.0, reduction="none"
     )

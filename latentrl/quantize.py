@@ -18,7 +18,6 @@ from typing import Literal
 import torch
 from einops import rearrange
 from torch import nn
-from vector_quantize_pytorch import FSQ
 
 from latentrl.config import opt
 from latentrl.nn.batch_norm import SyncedBatchNorm1d, global_row_mean
@@ -107,6 +106,9 @@ class LatentBottleneck(nn.Module):
                 self.norm = BatchWhitening(d_a, row_mean=global_row_mean)
             elif config.norm:
                 self.norm = SyncedBatchNorm1d(d_a, affine=False)
+            # Imported here: the library pulls in einx and torch._dynamo (about 1.8 s).
+            from vector_quantize_pytorch import FSQ
+
             self.fsq = FSQ(
                 levels=list(config.fsq_levels),
                 preserve_symmetry=any(lv == 2 for lv in config.fsq_levels),

@@ -17,7 +17,6 @@ import torch
 import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
-from vector_quantize_pytorch import FSQ
 
 from latentrl.checkpoint import load_weights
 from latentrl.config import from_dict, opt
@@ -89,6 +88,9 @@ class Tokenizer(nn.Module):
             self.encoder = ImpalaEncoder(config.channels, config.stage_channels, config.z_channels)
             self.decoder = ImpalaDecoder(config.z_channels, config.stage_channels, config.channels)
         # Levels of 2 need FSQ's symmetric variant (the library refuses them otherwise).
+        # Imported here: the library pulls in einx and torch._dynamo (about 1.8 s).
+        from vector_quantize_pytorch import FSQ
+
         self.fsq = FSQ(
             levels=list(config.fsq_levels),
             dim=config.z_channels,

@@ -30,17 +30,12 @@ import dataclasses
 import math
 import warnings
 from collections.abc import Sequence
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 import numpy as np
 import torch
 import torch.nn.functional as F
 from einops import rearrange, repeat
-from matplotlib.figure import Figure
 from PIL import Image, ImageDraw, ImageFont
 from scipy.optimize import linear_sum_assignment
 from torch.utils.tensorboard import SummaryWriter
@@ -50,6 +45,9 @@ from latentrl.models import LatentActionModel
 from latentrl.tokenizer import Tokenizer
 from latentrl.types import CodeBatch
 from latentrl.viz import grid_frames, log_gif
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 Predictor = Literal["gbt", "logistic"]
 UNBOUND = -1
@@ -66,7 +64,9 @@ take gigabytes and minutes of classifier fitting at every media step."""
 # -- drawing -------------------------------------------------------------------------------------
 def slot_colours(k: int) -> np.ndarray:
     """``k`` distinct colours ``(k, 3)`` uint8 (matplotlib's tab20, then hsv)."""
-    cmap = plt.get_cmap("tab20" if k <= 20 else "hsv")
+    from matplotlib import colormaps
+
+    cmap = colormaps["tab20" if k <= 20 else "hsv"]
     steps = np.arange(k) / (20 if k <= 20 else k)
     return (np.asarray(cmap(steps))[:, :3] * 255).round().astype(np.uint8)
 
@@ -186,11 +186,13 @@ def decode_frames(tokenizer: Tokenizer, codes: torch.Tensor) -> np.ndarray:
 
 
 def figure_image(fig: Figure) -> np.ndarray:
-    """Render a matplotlib figure to uint8 ``(H, W, 3)`` and close it."""
-    fig.canvas.draw()
-    image = np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()  # type: ignore[attr-defined]
-    plt.close(fig)
-    return image
+    """Render a matplotlib figure to uint8 ``(H, W, 3)`` (on its own Agg canvas: no pyplot, no
+    global backend)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    return np.asarray(canvas.buffer_rgba())[..., :3].copy()
 
 
 # -- latent actions per slot on held-out windows -------------------------------------------------
@@ -321,11 +323,15 @@ def umap_figure(
 ) -> np.ndarray:
     """Scatter of UMAP points coloured by true action (and by FSQ code if given)."""
     panels = 2 if codes is not None else 1
-    fig, axes = plt.subplots(1, panels, figsize=(5.5 * panels, 5), squeeze=False)
+    from matplotlib import colormaps
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(5.5 * panels, 5))
+    axes = fig.subplots(1, panels, squeeze=False)
     ax = axes[0, 0]
     unbound = labels == UNBOUND
     ax.scatter(*points[unbound].T, s=3, c=[np.array(GREY) / 255], label="no agent", alpha=0.4)
-    cmap = plt.get_cmap("tab10")
+    cmap = colormaps["tab10"]
     for a, name in enumerate(action_names):
         sel = labels == a
         if sel.any():
@@ -524,9 +530,10 @@ def correspondence_figure(
     panels: Sequence[tuple[str, np.ndarray, list[str]]], agents: int, title: str = ""
 ) -> np.ndarray:
     """Heatmaps ``(k, a)`` side by side with their values written in the cells."""
-    fig, axes = plt.subplots(
-        1, len(panels), figsize=(3.2 * len(panels) + 1, 0.32 * max(len(p[2]) for p in panels) + 2)
-    )
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(3.2 * len(panels) + 1, 0.32 * max(len(p[2]) for p in panels) + 2))
+    axes = fig.subplots(1, len(panels))
     axes = np.atleast_1d(axes)
     for ax, (name, mat, rows) in zip(axes, panels, strict=True):
         ax.imshow(mat, cmap="viridis", vmin=0, vmax=1, aspect="auto")

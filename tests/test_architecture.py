@@ -43,3 +43,23 @@ def test_no_module_of_ours_imports_experiments() -> None:
         [sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=False
     )
     assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_importing_the_library_loads_no_plotting_and_no_metrics() -> None:
+    """Importing every module of ours chooses no matplotlib backend and loads neither matplotlib
+    nor torchmetrics (scipy) nor vector-quantize-pytorch (einx, torch._dynamo): they load when a
+    figure, a metric or a quantiser is made, so a command that only checks its input starts fast."""
+    probe = (
+        "import importlib, pkgutil, sys\n"
+        "for pkg in ('latentrl', 'agents', 'envs'):\n"
+        "    root = importlib.import_module(pkg)\n"
+        "    for info in pkgutil.walk_packages(root.__path__, pkg + '.'):\n"
+        "        importlib.import_module(info.name)\n"
+        "heavy = ('matplotlib', 'torchmetrics', 'vector_quantize_pytorch')\n"
+        "print(sorted({m.split('.')[0] for m in sys.modules} & set(heavy)))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=False
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert out.stdout.strip().splitlines()[-1] == "[]", out.stdout
