@@ -115,6 +115,11 @@ class PipelineConfig:
     )
     jobs: int = opt(2, "processes for the parallel stages (FLAM and LAM side by side)")
     seed: int = opt(0, "seed of the models, decoders, policies")
+    cpu_bf16: bool = opt(
+        False,
+        "train the tokenizer and the world models with bf16 autocast on a CPU with native bf16 "
+        "matmuls (training's --cpu-bf16); evaluation and acting stay fp32",
+    )
     planner: PlannerConfig = dataclasses.field(default_factory=PlannerConfig)
     """The planner's search and score (the scripts' ``--planner-*`` flags)."""
 
@@ -153,13 +158,13 @@ def pipeline_preset(cfg: PipelineConfig) -> Preset:
     if cfg.model_steps and steps_by_model:
         ratio = {m: s / base.train.steps for m, s in steps_by_model}
         steps_by_model = tuple((m, max(1, round(r * cfg.model_steps))) for m, r in ratio.items())
-    train = dataclasses.replace(train, seed=cfg.seed, threads=1)
+    train = dataclasses.replace(train, seed=cfg.seed, threads=1, cpu_bf16=cfg.cpu_bf16)
     return dataclasses.replace(
         base,
         data=data,
         model=model,
         train=train,
-        tokenizer_train=dataclasses.replace(tok_train, seed=cfg.seed),
+        tokenizer_train=dataclasses.replace(tok_train, seed=cfg.seed, cpu_bf16=cfg.cpu_bf16),
         steps_by_model=steps_by_model,
     )
 
@@ -333,6 +338,7 @@ def _latent_branch(
     """Decoder, labelling, cloning and evaluation of one latent action model."""
     torch.set_num_threads(1)
     start = time.perf_counter()
+    lap = _Laps()
     tokenizer_run = model_run.tokenizer_run
     data = tokenizer_run.data()
     tok = tokenizer_run.load_tokenizer()
@@ -341,6 +347,7 @@ def _latent_branch(
     val_codes = tokenizer_run.codes("val")
     decoder, report = train_decoder(model, train_codes, decoder_config(cfg), eval_cache=val_codes)
     decoder.save(out.decoder_dir(kind))
+    lap("decoder")
     # The controller (real actions -> latent actions) on the decoder's labelled subset: the
     # planner drives the world model through it.
     controller, control_report = train_controller(
@@ -353,6 +360,7 @@ def _latent_branch(
         progress=False,
     )
     controller.save(out.controller_dir(kind))
+    lap("controller")
     expert = FrameCache.load(expert_ids["train"], root)
     expert_codes = encode_cache(tok, expert, progress=False)
     labels = label_cache(model, decoder, expert_codes)
@@ -361,14 +369,17 @@ def _latent_branch(
     has = truth[:, 0] >= 0
     label_acc = float((labels[has] == truth[has]).mean())
     label_joint = float((labels[has] == truth[has]).all(axis=1).mean())
+    lap("labels")
     results: dict[str, Any] = {}
     if f"bc_{kind}" in cfg.methods:
         frames, actions = bc_dataset_from_cache(expert, labels)
         agent = train_bc(frames, actions, bc_config(cfg))
         agent.save(out.policy_dir(f"bc_{kind}"))
+        lap("bc")
         figures = evaluate(
             agent, env_id(data), cfg.episodes, EVAL_SEED, env_kwargs=env_kwargs(data)
         )
+        lap("evaluate_bc")
         results[f"bc_{kind}"] = {
             **figures,
             "decoder_accuracy": report.accuracy,
@@ -399,8 +410,23 @@ def _latent_branch(
             "decoder_accuracy": report.accuracy,
             "controller_accuracy": control_report.decoded_accuracy,
         }
+        lap("planner")
     results["_seconds"] = time.perf_counter() - start
+    results["_parts"] = lap.seconds
     return results
+
+
+class _Laps:
+    """Seconds of each part of a branch: ``lap(name)`` closes the part that ends now."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        self._last = time.perf_counter()
+
+    def __call__(self, name: str) -> None:
+        now = time.perf_counter()
+        self.seconds[name] = now - self._last
+        self._last = now
 
 
 def evaluate_planner(
@@ -454,6 +480,7 @@ def _reference_branch(
 ) -> dict[str, Any]:
     """Expert, random and true-action BC (the ceiling of every video method)."""
     torch.set_num_threads(1)
+    lap = _Laps()
     results: dict[str, Any] = {}
     eid, kw = env_id(data), env_kwargs(data)
     probe = gym.make(eid, **kw)
@@ -461,19 +488,24 @@ def _reference_branch(
         results["expert"] = evaluate(
             expert_agent(probe.unwrapped), eid, cfg.episodes, EVAL_SEED, env_kwargs=kw
         )
+        lap("evaluate_expert")
     if "random" in cfg.methods:
         results["random"] = evaluate(
             random_agent(probe), eid, cfg.episodes, EVAL_SEED, env_kwargs=kw
         )
+        lap("evaluate_random")
     if "bc_true_actions" in cfg.methods:
         expert = FrameCache.load(expert_ids["train"], root)
         frames, actions = bc_dataset_from_cache(expert)
         agent = train_bc(frames, actions, bc_config(cfg))
         agent.save(out.policy_dir("bc_true_actions"))
+        lap("bc")
         results["bc_true_actions"] = {
             **evaluate(agent, eid, cfg.episodes, EVAL_SEED, env_kwargs=kw),
             "bc": agent.stats,
         }
+        lap("evaluate_bc")
+    results["_parts"] = lap.seconds
     return results
 
 
@@ -671,10 +703,13 @@ class _Jobs:
             reference = pool.submit(
                 _reference_branch, self.expert_ids, data, self.root, cfg, self.out
             )
-            results.update(reference.result())
+            ref = reference.result()
+            stage_seconds.update({f"reference:{k}": v for k, v in ref.pop("_parts").items()})
+            results.update(ref)
             for kind, fut in branches:
                 branch = fut.result()
                 stage_seconds[f"decode_clone_evaluate_{kind}"] = branch.pop("_seconds")
+                stage_seconds.update({f"{kind}:{k}": v for k, v in branch.pop("_parts").items()})
                 results.update(branch)
         return results, model_runs, candidates
 

@@ -144,3 +144,12 @@ def test_small_preset_is_the_16x16_goal_room_at_64_px() -> None:
     assert preset.model.num_slots == 2 * 8 + 4
     assert preset.model_for("lam").scene_patch == 2
     assert pipeline_preset(PipelineConfig(preset="small")).model.num_slots == 12
+
+
+def test_cpu_bf16_reaches_the_tokenizer_and_every_model_and_is_off_by_default() -> None:
+    assert not PipelineConfig().cpu_bf16
+    default = pipeline_preset(PipelineConfig())
+    assert not default.train.cpu_bf16 and not default.tokenizer_train.cpu_bf16
+    preset = pipeline_preset(PipelineConfig(cpu_bf16=True))
+    assert preset.tokenizer_train.cpu_bf16
+    assert all(preset.train_for(m).cpu_bf16 for m in ("flam", "lam", "lapo", "wm"))
