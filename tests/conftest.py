@@ -1,4 +1,9 @@
-"""Shared test configuration: one torch thread and a fixed seed for every test."""
+"""Shared test configuration: one torch thread and a fixed seed for every test, and the slow
+tests first.
+
+The suite runs on two xdist workers with work stealing (``--dist worksteal`` in pyproject's
+addopts): starting the few long tests (minutes each) first, while the hundreds of short ones
+fill the other worker and are stolen back as it empties, leaves no long test alone at the end."""
 
 from __future__ import annotations
 
@@ -11,3 +16,18 @@ def _deterministic_torch() -> None:
     # CI machines have 2 cores; one thread keeps timings stable and results reproducible.
     torch.set_num_threads(1)
     torch.manual_seed(0)
+
+
+LONGEST = ("tests/experiments/test_seed_robustness.py", "test_planner_with_a_trained_world_model")
+"""Tests of several minutes each (three FLAM trainings; a world model, BC and a planner)."""
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The longest tests first, then the other slow ones, then the rest (a stable sort)."""
+
+    def rank(item: pytest.Item) -> int:
+        if any(name in item.nodeid for name in LONGEST):
+            return 0
+        return 1 if item.get_closest_marker("slow") is not None else 2
+
+    items.sort(key=rank)
