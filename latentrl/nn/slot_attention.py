@@ -22,6 +22,7 @@ Two ways to start the first frame (``init``):
 
 from __future__ import annotations
 
+import contextlib
 from typing import Literal
 
 import torch
@@ -52,6 +53,13 @@ def farthest_point_seeds(features: torch.Tensor, k: int) -> torch.Tensor:
         chosen = x[torch.arange(b, device=x.device), idx]
         nearest = torch.minimum(nearest, (x - chosen[:, None]).pow(2).sum(-1))
     return torch.stack(seeds, dim=1)
+
+
+def _full_precision(x: torch.Tensor) -> contextlib.AbstractContextManager[None]:
+    """Autocast off for ``x``'s device while inside (a no-op context without autocast)."""
+    if torch.is_autocast_enabled(x.device.type):
+        return torch.autocast(x.device.type, enabled=False)
+    return contextlib.nullcontext()
 
 
 class SlotAttention(nn.Module):
@@ -116,7 +124,9 @@ class SlotAttention(nn.Module):
         """
         b = inputs.shape[0]
         x = self.norm_in(inputs)
-        k, v = self.to_k(x), self.to_v(x)
+        v = self.to_v(x)
+        with _full_precision(inputs):
+            k = self.to_k(x.float())
         bias = None
         if slots is None and self.init == "seeded":
             if seed_features is None:
@@ -126,11 +136,16 @@ class SlotAttention(nn.Module):
             slots = self.initial(b)
         attn = inputs.new_zeros(b, self.num_slots, inputs.shape[1])
         for _ in range(iters):
-            q = self.to_q(self.norm_slots(slots))
-            logits = einsum(q, k, "b k d, b n d -> b k n") * self.scale
-            if bias is not None:
-                logits = logits + bias
-            attn = logits.softmax(dim=1) + self.eps
+            with _full_precision(inputs):
+                # The competition in fp32 under bf16 autocast: with a sharp softmax (scale 10)
+                # over slots whose keys nearly tie, bf16 logits (3 significant digits) let an
+                # entity hop between slots from frame to frame, which the next-frame loss does
+                # not see and a planner that follows a slot over time does.
+                q = self.to_q(self.norm_slots(slots.float()))
+                logits = einsum(q, k, "b k d, b n d -> b k n") * self.scale
+                if bias is not None:
+                    logits = logits + bias
+                attn = logits.softmax(dim=1) + self.eps
             weights = attn / attn.sum(dim=-1, keepdim=True)
             updates = einsum(weights, v, "b k n, b n d -> b k d")
             slots = self.gru(updates.flatten(0, 1), slots.flatten(0, 1)).view_as(slots)

@@ -64,3 +64,22 @@ def test_logit_scale_sharpens_competition() -> None:
     _, attn_flat = flat(x, None, iters=1)
     _, attn_sharp = sharp(x, None, iters=1)
     assert attn_sharp.max(dim=1).values.mean() > attn_flat.max(dim=1).values.mean()
+
+
+def test_the_competition_stays_fp32_under_bf16_autocast() -> None:
+    """Under CPU bf16 autocast the slots' attention is computed in fp32 from fp32 keys and
+    queries: the first round equals the fp32 module's to float rounding, where bf16 logits at
+    the models' sharp scale (10) would differ by whole percent, and let an entity hop between
+    nearly tied slots from frame to frame."""
+    torch.manual_seed(0)
+    sa = SlotAttention(num_slots=12, dim=64, d_in=64, logit_scale=10.0)
+    inputs, slots = torch.randn(4, 64, 64), torch.randn(4, 12, 64)
+    _, ref = sa(inputs, slots, iters=1)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        _, attn = sa(inputs, slots, iters=1)
+        q = sa.to_q(sa.norm_slots(slots))
+        k = sa.to_k(sa.norm_in(inputs))
+        low = (torch.einsum("bkd,bnd->bkn", q, k) * sa.scale).softmax(dim=1)
+    assert attn.dtype == torch.float32
+    assert (attn - ref).abs().max() < 1e-5
+    assert (low.float() + sa.eps - ref).abs().max() > 1e-2  # what bf16 logits would give
