@@ -124,9 +124,9 @@ class SlotAttention(nn.Module):
         """
         b = inputs.shape[0]
         x = self.norm_in(inputs)
-        v = self.to_v(x)
         with _full_precision(inputs):
             k = self.to_k(x.float())
+        v = self.to_v(x)  # after k: in fp32 the same allocations, hence the same bits, as before
         bias = None
         if slots is None and self.init == "seeded":
             if seed_features is None:
