@@ -1,11 +1,11 @@
 """Shared test configuration: one torch thread and a fixed seed for every test, and the longest
 tests first.
 
-xdist's default ``load`` scheduling hands tests out in collection order as workers free up, so
-the few tests of several minutes start at once, one per worker, while the hundreds of short
-ones fill in around them; collected last, they would run alone at the end. (``--dist
-worksteal`` pre-splits the list between the workers and ran the three seed-robustness tests
-one after another at the end: 18 min against 13.)"""
+The longest tests (minutes each) are collected first and xdist's ``load`` scheduler hands out
+at most two tests at a time (``--maxschedchunk 2`` in pyproject's addopts): the two workers
+then start two long tests each and take the hundreds of short ones as they free up. With the
+default chunk (a quarter of each worker's share, about 80 consecutive tests) one worker would
+get all four long tests in a row, and with ``--dist worksteal`` they ran last."""
 
 from __future__ import annotations
 
