@@ -345,6 +345,7 @@ def _latent_branch(
     model = model_run.load_model()
     train_codes = tokenizer_run.codes("train")
     val_codes = tokenizer_run.codes("val")
+    lap("load")
     decoder, report = train_decoder(model, train_codes, decoder_config(cfg), eval_cache=val_codes)
     decoder.save(out.decoder_dir(kind))
     lap("decoder")
