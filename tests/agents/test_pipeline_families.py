@@ -69,6 +69,14 @@ def test_every_family_runs_the_pipeline(shared: Path, kind: str, planner: tuple[
     assert results["config"]["action_kind"] == kind
     methods = results["methods"]
     assert set(methods) == {"random", "bc_flam", "bc_lam", "planner_flam"}
+    # Every part of every branch is timed, and a branch's total is the sum of its parts.
+    seconds = results["stage_seconds"]
+    parts = ("load", "decoder", "controller", "labels", "bc", "evaluate_bc")
+    for model in ("flam", "lam"):
+        assert all(seconds[f"{model}:{part}"] >= 0 for part in parts), seconds
+        total = sum(v for k, v in seconds.items() if k.startswith(f"{model}:"))
+        assert abs(seconds[f"decode_clone_evaluate_{model}"] - total) < 1e-6, seconds
+    assert seconds["flam:planner"] > 0 and seconds["reference:evaluate_random"] > 0, seconds
     for name in ("bc_flam", "bc_lam"):
         m = methods[name]
         assert 0.0 <= m["decoder_accuracy"] <= 1.0
