@@ -5,7 +5,7 @@ The longest tests (minutes each) are collected first and xdist's ``load`` schedu
 at most two tests at a time (``--maxschedchunk 2`` in pyproject's addopts): the two workers
 then start two long tests each and take the hundreds of short ones as they free up. With the
 default chunk (a quarter of each worker's share, about 80 consecutive tests) one worker would
-get all four long tests in a row, and with ``--dist worksteal`` they ran last."""
+get all four long tests in a row."""
 
 from __future__ import annotations
 

@@ -126,7 +126,7 @@ class SlotAttention(nn.Module):
         x = self.norm_in(inputs)
         with _full_precision(inputs):
             k = self.to_k(x.float())
-        v = self.to_v(x)  # after k: in fp32 the same allocations, hence the same bits, as before
+        v = self.to_v(x)  # after k: the allocation order sets fp32's rounding (keep it)
         bias = None
         if slots is None and self.init == "seeded":
             if seed_features is None:
