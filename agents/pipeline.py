@@ -44,7 +44,7 @@ from latentrl.controller import ControllerConfig, LatentController, train_contro
 from latentrl.data.cache import FrameCache
 from latentrl.data.codes import CodeCache, encode_cache
 from latentrl.data.recipes import DatasetSpec, ensure_datasets
-from latentrl.decoder import DecoderConfig, label_cache, train_decoder
+from latentrl.decoder import ActionDecoder, DecoderConfig, label_cache, train_decoder
 from latentrl.models import LatentActionModel
 from latentrl.presets import Preset, get_preset
 from latentrl.runs import hardware, sigterm_as_exit, write_text
@@ -328,7 +328,68 @@ def _train_model(
     return kind, run, False
 
 
-def _latent_branch(
+@dataclasses.dataclass
+class _Inputs:
+    """What every part of a latent model's branch reads: the model, its tokenizer and codes."""
+
+    model: LatentActionModel
+    tok: Tokenizer
+    data: DatasetSpec
+    train_codes: CodeCache
+    val_codes: CodeCache
+
+    @classmethod
+    def load(cls, model_run: ModelRun) -> _Inputs:
+        torch.set_num_threads(1)
+        tokenizer_run = model_run.tokenizer_run
+        return cls(
+            model=model_run.load_model(),
+            tok=tokenizer_run.load_tokenizer(),
+            data=tokenizer_run.data(),
+            train_codes=tokenizer_run.codes("train"),
+            val_codes=tokenizer_run.codes("val"),
+        )
+
+
+def _decoder_part(
+    kind: str, model_run: ModelRun, cfg: PipelineConfig, out: PipelineRun
+) -> dict[str, Any]:
+    """The latent-action decoder f of one model, saved in ``out``; its held-out report."""
+    lap = _Laps()
+    inputs = _Inputs.load(model_run)
+    lap("load")
+    decoder, report = train_decoder(
+        inputs.model, inputs.train_codes, decoder_config(cfg), eval_cache=inputs.val_codes
+    )
+    decoder.save(out.decoder_dir(kind))
+    lap("decoder")
+    return {"decoder": report.as_dict(), "_parts": lap.seconds}
+
+
+def _controller_part(
+    kind: str, model_run: ModelRun, cfg: PipelineConfig, out: PipelineRun
+) -> dict[str, Any]:
+    """The controller (real actions -> latent actions) on the decoder's labelled subset, saved
+    in ``out``: the planner drives the world model through it."""
+    lap = _Laps()
+    inputs = _Inputs.load(model_run)
+    decoder = ActionDecoder.load(out.decoder_dir(kind))
+    lap("load_controller")
+    controller, report = train_controller(
+        inputs.model,
+        decoder,
+        inputs.train_codes,
+        decoder_config(cfg),
+        controller_config(cfg),
+        eval_cache=inputs.val_codes,
+        progress=False,
+    )
+    controller.save(out.controller_dir(kind))
+    lap("controller")
+    return {"controller": report.as_dict(), "_parts": lap.seconds}
+
+
+def _clone_part(
     kind: str,
     model_run: ModelRun,
     expert_ids: dict[str, str],
@@ -336,77 +397,78 @@ def _latent_branch(
     cfg: PipelineConfig,
     out: PipelineRun,
 ) -> dict[str, Any]:
-    """Decoder, labelling, cloning and evaluation of one latent action model."""
-    torch.set_num_threads(1)
+    """Label the expert video with the decoder, clone a policy from it, evaluate the policy."""
     lap = _Laps()
-    tokenizer_run = model_run.tokenizer_run
-    data = tokenizer_run.data()
-    tok = tokenizer_run.load_tokenizer()
-    model = model_run.load_model()
-    train_codes = tokenizer_run.codes("train")
-    val_codes = tokenizer_run.codes("val")
-    lap("load")
-    decoder, report = train_decoder(model, train_codes, decoder_config(cfg), eval_cache=val_codes)
-    decoder.save(out.decoder_dir(kind))
-    lap("decoder")
-    # The controller (real actions -> latent actions) on the decoder's labelled subset: the
-    # planner drives the world model through it.
-    controller, control_report = train_controller(
-        model,
-        decoder,
-        train_codes,
-        decoder_config(cfg),
-        controller_config(cfg),
-        eval_cache=val_codes,
-        progress=False,
-    )
-    controller.save(out.controller_dir(kind))
-    lap("controller")
+    inputs = _Inputs.load(model_run)
+    decoder = ActionDecoder.load(out.decoder_dir(kind))
     expert = FrameCache.load(expert_ids["train"], root)
-    labels, label_acc, label_joint = _expert_labels(model, decoder, tok, expert)
+    lap("load_clone")
+    labels, label_acc, label_joint = _expert_labels(inputs.model, decoder, inputs.tok, expert)
     lap("labels")
+    frames, actions = bc_dataset_from_cache(expert, labels)
+    agent = train_bc(frames, actions, bc_config(cfg))
+    agent.save(out.policy_dir(f"bc_{kind}"))
+    lap("bc")
+    data = inputs.data
+    figures = evaluate(agent, env_id(data), cfg.episodes, EVAL_SEED, env_kwargs=env_kwargs(data))
+    lap("evaluate_bc")
+    return {
+        "figures": figures,
+        "expert_label_accuracy": label_acc,
+        "expert_label_joint_accuracy": label_joint,
+        "bc": agent.stats,
+        "_parts": lap.seconds,
+    }
+
+
+def _planner_part(
+    kind: str, model_run: ModelRun, cfg: PipelineConfig, out: PipelineRun
+) -> dict[str, Any]:
+    """The planner with the model, its decoder and its controller, on the seeded episodes."""
+    lap = _Laps()
+    inputs = _Inputs.load(model_run)
+    decoder = ActionDecoder.load(out.decoder_dir(kind))
+    controller = LatentController.load(out.controller_dir(kind))
+    lap("load_planner")
+    figures = evaluate_planner(
+        inputs.model,
+        inputs.tok,
+        decoder,
+        inputs.train_codes,
+        inputs.data,
+        cfg.planner,
+        cfg.planner_episodes or cfg.episodes,
+        seed=cfg.seed,
+        controller=controller,
+    )
+    lap("planner")
+    return {"figures": figures, "_parts": lap.seconds}
+
+
+def _branch_results(kind: str, parts: dict[str, dict[str, Any]], model_run: str) -> dict[str, Any]:
+    """The methods' entries of one latent model from its branch's parts."""
+    report, control = parts["decoder"]["decoder"], parts["controller"]["controller"]
     results: dict[str, Any] = {}
-    if f"bc_{kind}" in cfg.methods:
-        frames, actions = bc_dataset_from_cache(expert, labels)
-        agent = train_bc(frames, actions, bc_config(cfg))
-        agent.save(out.policy_dir(f"bc_{kind}"))
-        lap("bc")
-        figures = evaluate(
-            agent, env_id(data), cfg.episodes, EVAL_SEED, env_kwargs=env_kwargs(data)
-        )
-        lap("evaluate_bc")
+    if "clone" in parts:
+        clone = parts["clone"]
         results[f"bc_{kind}"] = {
-            **figures,
-            "decoder_accuracy": report.accuracy,
-            "decoder_joint_accuracy": report.joint_accuracy,
-            "decoder": report.as_dict(),
-            "controller_accuracy": control_report.decoded_accuracy,
-            "controller": control_report.as_dict(),
-            "expert_label_accuracy": label_acc,
-            "expert_label_joint_accuracy": label_joint,
-            "bc": agent.stats,
-            "model_run": str(model_run.path),
+            **clone["figures"],
+            "decoder_accuracy": report["accuracy"],
+            "decoder_joint_accuracy": report["joint_accuracy"],
+            "decoder": report,
+            "controller_accuracy": control["decoded_accuracy"],
+            "controller": control,
+            "expert_label_accuracy": clone["expert_label_accuracy"],
+            "expert_label_joint_accuracy": clone["expert_label_joint_accuracy"],
+            "bc": clone["bc"],
+            "model_run": model_run,
         }
-    if kind == "flam" and "planner_flam" in cfg.methods:
-        episodes = cfg.planner_episodes or cfg.episodes
-        figures = evaluate_planner(
-            model,
-            tok,
-            decoder,
-            train_codes,
-            data,
-            cfg.planner,
-            episodes,
-            seed=cfg.seed,
-            controller=controller,
-        )
-        results["planner_flam"] = {
-            **figures,
-            "decoder_accuracy": report.accuracy,
-            "controller_accuracy": control_report.decoded_accuracy,
+    if "planner" in parts:
+        results[f"planner_{kind}"] = {
+            **parts["planner"]["figures"],
+            "decoder_accuracy": report["accuracy"],
+            "controller_accuracy": control["decoded_accuracy"],
         }
-        lap("planner")
-    results["_parts"] = lap.seconds
     return results
 
 
@@ -659,9 +721,12 @@ def _given_runs(cfg: PipelineConfig, kinds: list[str], data: DatasetSpec) -> dic
 
 @dataclasses.dataclass
 class _Jobs:
-    """The pipeline's parallel part: model trainings, then each model's branch (decoder,
-    controller, labelling, cloning, evaluation, planner) as soon as its training is done, and
-    the reference agents, on ``cfg.jobs`` processes."""
+    """The pipeline's parallel part, on ``cfg.jobs`` processes: model trainings, the reference
+    agents, and each model's branch as soon as its training is done. A branch is split where
+    its parts are independent, so that a free worker can take one: the decoder first, then the
+    controller beside the labelling, cloning and evaluation, then (FLAM) the planner, which
+    needs the controller. The monolithic LAM's training and branch are the pipeline's longest
+    chain; its controller no longer waits for its cloned policy."""
 
     cfg: PipelineConfig
     preset: Preset
@@ -680,22 +745,26 @@ class _Jobs:
     ) -> tuple[dict[str, Any], dict[str, str], dict[str, dict[str, float]]]:
         """Results per method, the model run of each kind, and the validation losses of FLAM's
         candidates (when there are several); ``reused`` and ``stage_seconds`` are filled in."""
-        cfg = self.cfg
+        cfg, out = self.cfg, self.out
         results: dict[str, Any] = {}
         model_runs: dict[str, str] = {}
         candidates: dict[str, dict[str, float]] = {}
+        done_parts: dict[str, dict[str, dict[str, Any]]] = {k: {} for k in kinds}
         with ProcessPoolExecutor(
             max_workers=max(cfg.jobs, 1), mp_context=get_context("spawn")
         ) as pool:
             t0 = time.perf_counter()
             pending = self._trainings(pool, kinds, checked)
-            branches = []
-            while pending:
-                # Each model's branch starts as soon as its training is done.
+            data = self.preset.data
+            reference = pool.submit(
+                _reference_branch, self.expert_ids, data, self.root, cfg, self.out
+            )
+            chosen: dict[str, ModelRun] = {}
+            parts: dict[Future[dict[str, Any]], tuple[str, str]] = {}
+            while pending or parts:
+                futures = [f for fs in pending.values() for f in fs] + list(parts)
+                wait(futures, return_when=FIRST_COMPLETED)
                 ready = [k for k, futs in pending.items() if all(f.done() for f in futs)]
-                if not ready:
-                    wait([f for fs in pending.values() for f in fs], return_when=FIRST_COMPLETED)
-                    continue
                 for kind in ready:
                     done_runs = [f.result() for f in pending.pop(kind)]
                     losses = {str(r.path): validation_loss(r) for _, r, _ in done_runs}
@@ -703,23 +772,36 @@ class _Jobs:
                     if len(done_runs) > 1:
                         candidates[kind] = losses
                     model_runs[kind] = str(run.path)
+                    chosen[kind] = run
                     reused[kind] = all(u for _, _, u in done_runs)
                     stage_seconds[f"train_{kind}"] = time.perf_counter() - t0
-                    args = (kind, run, self.expert_ids, self.root, cfg, self.out)
-                    branches.append((kind, pool.submit(_latent_branch, *args)))
-            data = self.preset.data
-            reference = pool.submit(
-                _reference_branch, self.expert_ids, data, self.root, cfg, self.out
-            )
+                    parts[pool.submit(_decoder_part, kind, run, cfg, out)] = (kind, "decoder")
+                for fut in [f for f in parts if f.done()]:
+                    kind, name = parts.pop(fut)
+                    done_parts[kind][name] = fut.result()
+                    run = chosen[kind]
+                    if name == "decoder":
+                        parts[pool.submit(_controller_part, kind, run, cfg, out)] = (
+                            kind,
+                            "controller",
+                        )
+                        if f"bc_{kind}" in cfg.methods:
+                            args = (kind, run, self.expert_ids, self.root, cfg, out)
+                            parts[pool.submit(_clone_part, *args)] = (kind, "clone")
+                    elif name == "controller" and f"planner_{kind}" in cfg.methods:
+                        parts[pool.submit(_planner_part, kind, run, cfg, out)] = (
+                            kind,
+                            "planner",
+                        )
             ref = reference.result()
-            stage_seconds.update({f"reference:{k}": v for k, v in ref.pop("_parts").items()})
-            results.update(ref)
-            for kind, fut in branches:
-                branch = fut.result()
-                parts = branch.pop("_parts")
-                stage_seconds[f"decode_clone_evaluate_{kind}"] = sum(parts.values())
-                stage_seconds.update({f"{kind}:{k}": v for k, v in parts.items()})
-                results.update(branch)
+        stage_seconds.update({f"reference:{k}": v for k, v in ref.pop("_parts").items()})
+        results.update(ref)
+        for kind in kinds:
+            branch = done_parts[kind]
+            seconds = {k: v for part in branch.values() for k, v in part.pop("_parts").items()}
+            stage_seconds[f"decode_clone_evaluate_{kind}"] = sum(seconds.values())
+            stage_seconds.update({f"{kind}:{k}": v for k, v in seconds.items()})
+            results.update(_branch_results(kind, branch, model_runs[kind]))
         return results, model_runs, candidates
 
     def _trainings(
@@ -727,8 +809,8 @@ class _Jobs:
     ) -> dict[str, list[Future[tuple[str, ModelRun, bool]]]]:
         """One future per model run to train (FLAM: one per candidate seed); given runs are
         futures already done. The pool is first in, first out: FLAM's candidates go first, so
-        its branch (the longest) starts while LAM trains; the reference agents, which wait for
-        nothing, are queued last and fill the idle worker at the end."""
+        its branch starts while LAM trains; the reference agents, queued next, take the worker
+        FLAM's training frees, before any branch part is queued."""
         trainings: dict[str, list[Future[tuple[str, ModelRun, bool]]]] = {}
         for k in kinds:
             if k in checked:

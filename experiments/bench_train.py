@@ -60,9 +60,13 @@ def measure(args: argparse.Namespace) -> dict[str, object]:
     device = torch.device(args.device)
     preset = get_preset(args.preset)
     tok, data, stage = preset.tokenizer, preset.data, preset.stage
+    # Each model with its own preset settings (its latent); a baseline checkout may predate them.
+    if hasattr(preset, "model_for"):
+        base = preset.model_for(args.model)
+    else:
+        base = dataclasses.replace(preset.model, model=args.model)
     cfg = dataclasses.replace(
-        preset.model,
-        model=args.model,
+        base,
         codebook_size=tok.codebook_size,
         code_dim=tok.z_channels,
         grid=tok.grid,

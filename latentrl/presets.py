@@ -104,6 +104,11 @@ LAPO_LATENT: tuple[tuple[str, Any], ...] = (
     ("changed_weight", 1.0),
 )
 
+# FLAM's per-slot FSQ [3, 3] inputs are whitened over the batch: with per-dimension batch norm
+# alone the two dimensions could become one (a 2D code on a line, two moves per code) and a
+# bound seed stayed at probe 0.68-0.70 (docs/research/flam_seed_robustness.md).
+FLAM_LATENT: tuple[tuple[str, Any], ...] = (("action_whiten", True),)
+
 PRESETS: dict[str, Preset] = {
     "tiny": Preset(
         data=DatasetSpec(
@@ -147,7 +152,7 @@ PRESETS: dict[str, Preset] = {
         stage=StageConfig(window=4),
         steps_by_model=(("lam", 1000), ("lapo", 1300), ("oclam", 1000), ("wm", 1000)),
         lr_by_model=(("lam", 2e-3), ("lapo", 2e-3)),
-        model_by_kind=(("lam", LAM_LATENT), ("lapo", LAPO_LATENT)),
+        model_by_kind=(("flam", FLAM_LATENT), ("lam", LAM_LATENT), ("lapo", LAPO_LATENT)),
     ),
     "paper-multigrid": Preset(
         data=DatasetSpec(
@@ -212,6 +217,7 @@ PRESETS["small"] = dataclasses.replace(
     data=dataclasses.replace(_TINY.data, size=16),
     tokenizer=dataclasses.replace(_TINY.tokenizer, frame_size=64),
     model_by_kind=(
+        ("flam", FLAM_LATENT),
         ("lam", (*LAM_LATENT, ("scene_patch", 2))),
         ("lapo", LAPO_LATENT),
         ("wm", (("scene_patch", 2),)),

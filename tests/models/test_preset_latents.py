@@ -43,3 +43,14 @@ def test_lapo_trains_on_the_plain_next_frame_loss(name: str) -> None:
         PRESETS[name].model_for("lam").changed_weight
         == PRESETS[name].model_for("flam").changed_weight
     )
+
+
+@pytest.mark.parametrize("name", ["tiny", "small"])
+def test_flam_whitens_its_per_slot_code_and_the_baselines_keep_theirs(name: str) -> None:
+    # Per-dimension norm let FSQ [3, 3]'s two dimensions merge into one on some seeds
+    # (flam_seed_robustness.md); the baselines' latents are measured with per-dimension norm.
+    preset = PRESETS[name]
+    flam = preset.model_for("flam").bottleneck
+    assert flam.whiten and flam.num_codes == 9
+    for kind in ("lam", "lapo", "oclam"):
+        assert not preset.model_for(kind).bottleneck.whiten, kind
