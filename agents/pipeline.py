@@ -779,6 +779,10 @@ class _Jobs:
                 for fut in [f for f in parts if f.done()]:
                     kind, name = parts.pop(fut)
                     done_parts[kind][name] = fut.result()
+                    # The branch's wall time: from its training's end to its last part's end
+                    # (its parts overlap, so the sum of their seconds is work, not wall).
+                    end = time.perf_counter() - t0
+                    stage_seconds[f"branch_wall_{kind}"] = end - stage_seconds[f"train_{kind}"]
                     run = chosen[kind]
                     if name == "decoder":
                         parts[pool.submit(_controller_part, kind, run, cfg, out)] = (
@@ -799,6 +803,7 @@ class _Jobs:
         for kind in kinds:
             branch = done_parts[kind]
             seconds = {k: v for part in branch.values() for k, v in part.pop("_parts").items()}
+            # The seconds of the branch's parts added up (they overlap: see branch_wall_{kind}).
             stage_seconds[f"decode_clone_evaluate_{kind}"] = sum(seconds.values())
             stage_seconds.update({f"{kind}:{k}": v for k, v in seconds.items()})
             results.update(_branch_results(kind, branch, model_runs[kind]))

@@ -76,6 +76,11 @@ def test_every_family_runs_the_pipeline(shared: Path, kind: str, planner: tuple[
         assert all(seconds[f"{model}:{part}"] >= 0 for part in parts), seconds
         total = sum(v for k, v in seconds.items() if k.startswith(f"{model}:"))
         assert abs(seconds[f"decode_clone_evaluate_{model}"] - total) < 1e-6, seconds
+        # The controller starts after the decoder, so the branch lasts at least both in turn.
+        chain = sum(
+            seconds[f"{model}:{p}"] for p in ("load", "decoder", "load_controller", "controller")
+        )
+        assert seconds[f"branch_wall_{model}"] >= chain, seconds
     assert seconds["flam:planner"] > 0 and seconds["reference:evaluate_random"] > 0, seconds
     for name in ("bc_flam", "bc_lam"):
         m = methods[name]
