@@ -124,11 +124,6 @@ class LatentActionModel(nn.Module):
         tokens = self.embed_tokens(codes)
         return tokens if self.patch_merge is None else self.patch_merge(tokens)
 
-    @property
-    def seed_dim(self) -> int:
-        """Width of :meth:`seed_features`: the code feature and two coordinates."""
-        return self.config.code_dim + 2
-
     def seed_features(self, codes: torch.Tensor) -> torch.Tensor:
         """What first-frame slots are seeded on (``slot_init='seeded'``): ``(..., n, f)``.
 

@@ -33,13 +33,6 @@ class ModelConfig:
         "farthest-point sampling (each distinct-looking token seeds its own slot)",
     )
     recursive_init: bool = opt(True, "initialise frame t+1's slots from frame t's (paper default)")
-    slot_track: float = opt(
-        0.0,
-        "temperature of the appearance-tracking prior on later frames (0: off): each slot "
-        "predicts the look it holds (the frozen tokenizer features of its tokens), and a token "
-        "of the next frame prefers the slots whose look it matches, so that an entity that moves "
-        "stays in its own slot instead of being taken by a slot that held something else",
-    )
     action_kind: Literal["fsq", "gaussian", "sparse"] = opt("fsq", "latent action bottleneck")
     action_levels: tuple[int, ...] = opt((5,), "FSQ levels of one latent action (paper: [2,2])")
     action_positions: int = opt(

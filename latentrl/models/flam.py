@@ -31,7 +31,7 @@ class FLAM(LatentActionModel):
     def __init__(self, config: ModelConfig, code_features: torch.Tensor) -> None:
         super().__init__(config, code_features)
         d, h, nb = config.d_model, config.heads, config.blocks
-        self.factorizer = Factorizer(config, self.seed_dim)
+        self.factorizer = Factorizer(config)
         motion = MOTION_FEATURES if config.positional else 0
         self.idm = FactoredIDM(d, h, nb, config.bottleneck, motion_dim=motion)
         self.fdm = FactoredFDM(d, h, nb, config.bottleneck.action_dim)
@@ -68,17 +68,6 @@ class FLAM(LatentActionModel):
             self.embed_tokens(codes), self._split(prev)[0], self.seed_features(codes)
         )
         return self._pack(slots, attn)
-
-    def extra_loss(
-        self, encoded: States, codes: torch.Tensor
-    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """The tracking prior's look loss (``slot_track`` > 0), else nothing."""
-        if self.factorizer.look is None:
-            return super().extra_loss(encoded, codes)
-        assert encoded.attn is not None
-        slots = self._split(encoded.states)[0]
-        look = self.factorizer.look_loss(slots, encoded.attn, self.seed_features(codes))
-        return look, {"look_loss": look.detach()}
 
     def infer(self, states: torch.Tensor, true_actions: torch.Tensor | None) -> LatentActions:
         slots, pos = self._split(states)

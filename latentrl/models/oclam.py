@@ -18,7 +18,7 @@ class OCLAM(LatentActionModel):
     def __init__(self, config: ModelConfig, code_features: torch.Tensor) -> None:
         super().__init__(config, code_features)
         d, h, nb = config.d_model, config.heads, config.blocks
-        self.factorizer = Factorizer(config, self.seed_dim)
+        self.factorizer = Factorizer(config)
         self.idm = SceneIDM(d, h, nb, config.bottleneck, delta=config.idm_delta)
         self.fdm = SceneFDM(d, h, nb, config.bottleneck.action_dim)
 
@@ -40,14 +40,7 @@ class OCLAM(LatentActionModel):
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         slots = rearrange(encoded.states, "b t k d -> (b t) k d")
         loss, _ = self.aggregator.loss(slots, rearrange(codes, "b t n -> (b t) n"))
-        total, metrics = self.config.recon_weight * loss, {"recon_loss": loss.detach()}
-        if self.factorizer.look is not None:
-            assert encoded.attn is not None
-            look = self.factorizer.look_loss(
-                encoded.states, encoded.attn, self.seed_features(codes)
-            )
-            total, metrics["look_loss"] = total + look, look.detach()
-        return total, metrics
+        return self.config.recon_weight * loss, {"recon_loss": loss.detach()}
 
     def sample_latent_actions(
         self, batch: int, steps: int, generator: torch.Generator | None = None

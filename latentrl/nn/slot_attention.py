@@ -117,13 +117,10 @@ class SlotAttention(nn.Module):
         slots: torch.Tensor | None,
         iters: int,
         seed_features: torch.Tensor | None = None,
-        prior: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Refine ``slots`` (or the first frame's init) for ``iters`` rounds; returns (slots, attn).
 
         ``seed_features`` ``(b, n, f)`` are needed to start a first frame with ``init='seeded'``.
-        ``prior`` ``(b, k, n)``: logits added to the competition on every round (the caller's
-        tracking prior on later frames; see :class:`latentrl.models.slots.Factorizer`).
         """
         b = inputs.shape[0]
         x = self.norm_in(inputs)
@@ -137,8 +134,6 @@ class SlotAttention(nn.Module):
             slots, bias = self._seed(x, seed_features)
         elif slots is None:
             slots = self.initial(b)
-        if prior is not None:
-            bias = prior if bias is None else bias + prior
         attn = inputs.new_zeros(b, self.num_slots, inputs.shape[1])
         for _ in range(iters):
             with _full_precision(inputs):
