@@ -86,6 +86,8 @@ def add_config_args(
             kwargs["type"] = tp
         default = getattr(shown, f.name) if shown is not None else f.default
         kwargs["help"] += f" (default: {default!r})"
+        # argparse %-formats help strings: a literal "5%" would break --help.
+        kwargs["help"] = kwargs["help"].replace("%", "%%")
         name = f"{prefix}_{f.name}" if prefix else f.name
         target.add_argument(_flag(name), dest=name, **kwargs)
 
