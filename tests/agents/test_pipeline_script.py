@@ -11,7 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from agents.pipeline import PipelineConfig, check_fits_task, check_planner_run, pipeline_preset
+from agents.pipeline import (
+    PipelineConfig,
+    bc_config,
+    check_fits_task,
+    check_planner_run,
+    pipeline_preset,
+)
 from agents.planner import PlannerConfig
 from latentrl.artifacts import ModelRun
 from latentrl.data.recipes import DatasetSpec
@@ -148,6 +154,20 @@ def test_small_preset_is_the_16x16_goal_room_at_64_px() -> None:
     assert preset.model.num_slots == 2 * 8 + 4
     assert preset.model_for("lam").scene_patch == 2
     assert pipeline_preset(PipelineConfig(preset="small")).model.num_slots == 12
+
+
+def test_cloning_steps_follow_the_preset_unless_given() -> None:
+    """The 16x16 room's cloned policy needs more steps than the 8x8 room's; --bc-steps wins."""
+    assert bc_config(PipelineConfig()).steps == 2500
+    assert bc_config(PipelineConfig(preset="small")).steps == 8000
+    assert bc_config(PipelineConfig(preset="small", bc_steps=300)).steps == 300
+
+
+def test_negative_cloning_steps_are_refused_before_any_work(tmp_path: Path) -> None:
+    out = run_script(tmp_path, "--bc-steps", "-5", timeout=120)
+    assert out.returncode != 0
+    assert "steps and batch size must be >= 1" in out.stderr
+    assert not (tmp_path / "data").exists()
 
 
 def test_cpu_bf16_reaches_the_tokenizer_and_every_model_and_is_off_by_default() -> None:
