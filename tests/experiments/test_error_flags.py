@@ -66,8 +66,8 @@ class _Parsed(Exception):
         self.parser = parser
 
 
-def script_flags(name: str, monkeypatch: pytest.MonkeyPatch) -> set[str]:
-    """The option strings of ``experiments/<name>.py``'s parser."""
+def script_parser(name: str, monkeypatch: pytest.MonkeyPatch) -> argparse.ArgumentParser:
+    """``experiments/<name>.py``'s own parser, as its ``main()`` builds it."""
 
     def intercept(self: argparse.ArgumentParser, *args: object, **kwargs: object) -> None:
         raise _Parsed(self)
@@ -78,7 +78,18 @@ def script_flags(name: str, monkeypatch: pytest.MonkeyPatch) -> set[str]:
         m.setattr(sys, "argv", [f"{name}.py"])
         with pytest.raises(_Parsed) as caught:
             module.main()
-    return set(caught.value.parser._option_string_actions)
+    return caught.value.parser
+
+
+def script_flags(name: str, monkeypatch: pytest.MonkeyPatch) -> set[str]:
+    """The option strings of ``experiments/<name>.py``'s parser."""
+    return set(script_parser(name, monkeypatch)._option_string_actions)
+
+
+@pytest.mark.parametrize("script", sorted(p.stem for p in (ROOT / "experiments").glob("*.py")))
+def test_every_script_prints_its_help(script: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # argparse %-formats help strings: a stray "%" in a config field's help broke --help once.
+    assert "usage:" in script_parser(script, monkeypatch).format_help()
 
 
 def module_name(path: Path) -> str:
