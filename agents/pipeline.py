@@ -79,6 +79,13 @@ class PipelineConfig:
         "cloning and planner follow it",
     )
     wm_episodes: int = opt(0, "random-play episodes for the world model (0: the preset's)")
+    wm_expert_share: float = opt(
+        0.0,
+        "share of the world-model video's episodes played by the expert (action-free, other "
+        "seeds than the cloned video; 0: random play only). Above 0 the world model sees agents "
+        "waiting on their goals, as in the cloned video; the labelled subset is drawn from the "
+        "same mixed video",
+    )
     expert_episodes: int = opt(1000, "expert episodes in the video that is cloned")
     label_fraction: float = opt(0.02, "fraction of random-play transitions with known actions")
     label_count: int = opt(0, "absolute number of labelled transitions (overrides the fraction)")
@@ -147,6 +154,7 @@ def pipeline_preset(cfg: PipelineConfig) -> Preset:
         size=base.data.size if cfg.agents <= 4 else max(base.data.size, 16),
         episodes=cfg.wm_episodes or base.data.episodes,
         seed=0,
+        **({"policy": "mixed", "expert_share": cfg.wm_expert_share} if cfg.wm_expert_share else {}),
     )
     model = dataclasses.replace(base.model, action_kind=cfg.action_kind)
     if 2 * cfg.agents + 4 > model.num_slots and cfg.preset in ("tiny", "small"):

@@ -94,10 +94,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     pol = parser.add_argument_group("behaviour policy")
     pol.add_argument(
         "--policy",
-        choices=("random", "expert", "noisy-expert"),
+        choices=("random", "expert", "noisy-expert", "mixed"),
         default="random",
         help="random actions, scripted goal-reaching expert (MultiGrid goal "
-        "task), or expert with random actions at rate --eps",
+        "task), expert with random actions at rate --eps, or mixed: each episode the "
+        "expert's with probability --expert-share, else random play",
     )
     pol.add_argument(
         "--repeat", type=int, default=1, help="random policy: steps each random action is held"
@@ -107,6 +108,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         type=float,
         default=0.1,
         help="noisy-expert: per-agent probability of a random action per step",
+    )
+    pol.add_argument(
+        "--expert-share",
+        type=float,
+        default=0.5,
+        help="mixed: probability that an episode is the expert's",
     )
 
     data = parser.add_argument_group("episodes and splits")
@@ -188,6 +195,7 @@ def build_specs(args: argparse.Namespace) -> list[DatasetSpec]:
         "policy": args.policy,
         "repeat": args.repeat,
         "eps": args.eps,
+        "expert_share": args.expert_share,
         "episodes": args.episodes,
         "steps": args.steps,
         "splits": tuple(args.splits),

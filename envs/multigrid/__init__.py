@@ -8,7 +8,7 @@ Modules, one concept each:
 - ``render``: the sprite-sheet renderer and the cell-by-cell reference renderer;
 - ``env``: the Gymnasium environments ``MultiGridEmptyEnv`` and ``MultiGridGoalEnv``;
 - ``registration``: the ``MultiGrid-*`` ids;
-- ``policies``: random, expert and noisy-expert behaviour policies, and ``PolicyFactory``
+- ``policies``: random, expert, noisy-expert and mixed behaviour policies, and ``PolicyFactory``
   (a picklable policy-by-name for generation workers);
 - ``bench``: throughput of the renderer, of ``env.step`` and of stock minigrid.
 
@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from envs.multigrid.env import MultiGridEmptyEnv, MultiGridEnv, MultiGridGoalEnv
     from envs.multigrid.policies import (
         ExpertPolicy,
+        MixedPolicy,
         MultiGridPolicy,
         NoisyExpertPolicy,
         PolicyFactory,
@@ -42,6 +43,7 @@ _LAZY: dict[str, str] = {
     "RandomPolicy": "envs.multigrid.policies",
     "ExpertPolicy": "envs.multigrid.policies",
     "NoisyExpertPolicy": "envs.multigrid.policies",
+    "MixedPolicy": "envs.multigrid.policies",
     "PolicyFactory": "envs.multigrid.policies",
     "multigrid_env_ids": "envs.multigrid.registration",
     "register_multigrid_envs": "envs.multigrid.registration",
@@ -50,6 +52,7 @@ _LAZY: dict[str, str] = {
 __all__ = [
     "Action",
     "ExpertPolicy",
+    "MixedPolicy",
     "MultiGridEmptyEnv",
     "MultiGridEnv",
     "MultiGridGoalEnv",

@@ -1,4 +1,5 @@
-"""Behaviour policies for MultiGrid: random with action repeat, expert, noisy expert.
+"""Behaviour policies for MultiGrid: random with action repeat, expert, noisy expert, and a
+per-episode mixture of random play and expert play.
 
 Every policy has ``reset(seed)`` and ``act(obs, info) -> int64 (N,)`` joint action. They read
 only ``info`` (``agent_pos``, ``goal_pos``: int64 ``(N, 2)`` as ``(x, y)``), never the env, and
@@ -40,7 +41,7 @@ import numpy as np
 
 from envs.multigrid.core import ACTION_DELTAS, NUM_ACTIONS, Cell, build_room, passable_mask
 
-POLICY_NAMES: tuple[str, ...] = ("random", "expert", "noisy-expert")
+POLICY_NAMES: tuple[str, ...] = ("random", "expert", "noisy-expert", "mixed")
 """Names :class:`PolicyFactory` accepts."""
 
 _DELTA_TO_ACTION: dict[Cell, int] = {delta: a for a, delta in enumerate(ACTION_DELTAS)}
@@ -373,6 +374,42 @@ class NoisyExpertPolicy(ExpertPolicy):
         return action
 
 
+class MixedPolicy:
+    """Whole episodes of random play or of expert play: each episode is the expert's with
+    probability ``expert_share``, drawn from the episode's seed, else random play.
+
+    Why: a world model trained on random play alone rarely sees an agent standing on its goal
+    (the expert's video is full of them), and one trained on expert video alone sees few of
+    the moves random play covers. Mixing whole episodes keeps both kinds of motion intact
+    (unlike :class:`NoisyExpertPolicy`, which perturbs every expert episode).
+
+    Args:
+        random: the random-play policy of the random episodes.
+        expert: the expert of the expert episodes.
+        expert_share: probability that an episode is the expert's.
+    """
+
+    def __init__(self, random: RandomPolicy, expert: ExpertPolicy, expert_share: float) -> None:
+        if not 0.0 <= expert_share <= 1.0:
+            raise ValueError(f"expert_share must lie in [0, 1], got {expert_share}")
+        self.random, self.expert, self.expert_share = random, expert, expert_share
+        self.active: RandomPolicy | ExpertPolicy = random
+
+    def reset(self, seed: int | None = None) -> None:
+        # The choice has a stream of its own, so each episode's moves equal those the pure
+        # policy would make from the same seed.
+        pick = np.random.default_rng(None if seed is None else [seed, _MIX_STREAM]).random()
+        self.active = self.expert if pick < self.expert_share else self.random
+        self.active.reset(seed)
+
+    def act(self, obs: np.ndarray, info: dict[str, Any]) -> np.ndarray:
+        return self.active.act(obs, info)
+
+
+_MIX_STREAM = 0x6D6978
+"""Second seed word of :class:`MixedPolicy`'s per-episode choice."""
+
+
 @dataclass(frozen=True)
 class PolicyFactory:
     """Builds a behaviour policy by name for a MultiGrid env, wrapped or not.
@@ -382,14 +419,18 @@ class PolicyFactory:
 
     Args:
         name: ``random`` (:class:`RandomPolicy`), ``expert`` (:class:`ExpertPolicy`, goal
-            task only) or ``noisy-expert`` (:class:`NoisyExpertPolicy`).
-        repeat: random policy: steps each draw is held (ignored by the experts).
+            task only), ``noisy-expert`` (:class:`NoisyExpertPolicy`) or ``mixed``
+            (:class:`MixedPolicy`).
+        repeat: random policy (and the random episodes of ``mixed``): steps each draw is held
+            (ignored by the experts).
         eps: noisy expert: per-agent, per-step probability of a random action.
+        expert_share: ``mixed``: probability that an episode is the expert's.
     """
 
     name: str
     repeat: int = 1
     eps: float = 0.1
+    expert_share: float = 0.5
 
     def __post_init__(self) -> None:
         if self.name not in POLICY_NAMES:
@@ -400,6 +441,8 @@ class PolicyFactory:
             raise ValueError(f"repeat must be at least 1, got {self.repeat}")
         if not 0.0 <= self.eps <= 1.0:
             raise ValueError(f"eps must lie in [0, 1], got {self.eps}")
+        if not 0.0 <= self.expert_share <= 1.0:
+            raise ValueError(f"expert_share must lie in [0, 1], got {self.expert_share}")
 
     def __call__(self, env: Any) -> MultiGridPolicy:
         base = env.unwrapped
@@ -407,4 +450,10 @@ class PolicyFactory:
             return RandomPolicy(base.num_agents, repeat=self.repeat)
         if self.name == "expert":
             return ExpertPolicy.for_env(env)
+        if self.name == "mixed":
+            return MixedPolicy(
+                RandomPolicy(base.num_agents, repeat=self.repeat),
+                ExpertPolicy.for_env(env),
+                self.expert_share,
+            )
         return NoisyExpertPolicy.for_env(env, eps=self.eps)

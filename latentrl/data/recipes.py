@@ -48,7 +48,7 @@ from latentrl.data.naming import (
 Root = str | os.PathLike[str] | None
 
 MULTIGRID_TASKS: tuple[str, ...] = ("empty", "goal")
-POLICIES: tuple[str, ...] = ("random", "expert", "noisy-expert")
+POLICIES: tuple[str, ...] = ("random", "expert", "noisy-expert", "mixed")
 METADATA_SPEC_KEY = "dataset_spec"
 """Key of the full :class:`DatasetSpec` (as a dict) in a dataset's ``latentrl`` metadata."""
 
@@ -74,13 +74,17 @@ class DatasetSpec:
     frame_size: int = opt(
         PROCGEN_NATIVE_SIZE, "Procgen: frame side in pixels (64 is native; others are resampled)"
     )
-    policy: Literal["random", "expert", "noisy-expert"] = opt(
+    policy: Literal["random", "expert", "noisy-expert", "mixed"] = opt(
         "random",
         "behaviour policy: random actions, scripted goal-reaching expert (MultiGrid goal "
-        "task), or expert with random actions at rate eps",
+        "task), expert with random actions at rate eps, or mixed: each episode the expert's "
+        "with probability expert-share, else random play",
     )
-    repeat: int = opt(1, "random policy: steps each random action is held")
+    repeat: int = opt(
+        1, "random policy (and mixed's random episodes): steps each random action is held"
+    )
     eps: float = opt(0.1, "noisy-expert: per-agent probability of a random action per step")
+    expert_share: float = opt(0.5, "mixed: probability that an episode is the expert's")
     episodes: int = opt(1000, "episodes of the family, over all splits")
     steps: int = opt(64, "episode length cap T (frames = T + 1); MultiGrid's max_steps")
     splits: tuple[float, float, float] = opt(
@@ -117,6 +121,8 @@ class DatasetSpec:
             raise ValueError(f"repeat must be >= 1, got {self.repeat}")
         if not 0.0 <= self.eps <= 1.0:
             raise ValueError(f"eps must lie in [0, 1], got {self.eps}")
+        if not 0.0 <= self.expert_share <= 1.0:
+            raise ValueError(f"expert_share must lie in [0, 1], got {self.expert_share}")
         if self.env == "multigrid":
             if self.task not in MULTIGRID_TASKS:
                 raise ValueError(
@@ -197,7 +203,7 @@ class DatasetSpec:
                 # Any registered id of the task works: env_kwargs set size and team.
                 env_id = multigrid_env_id(task, DEFAULT_GRID_SIZE, 1)
             policy: PolicyFactory | UniformRandom = PolicyFactory(
-                self.policy, self.repeat, self.eps
+                self.policy, self.repeat, self.eps, self.expert_share
             )
         else:
             from envs.procgen import env_id as procgen_env_id
@@ -247,6 +253,8 @@ def _policy_kwargs(spec: DatasetSpec) -> dict[str, Any]:
         return {"repeat": spec.repeat}
     if spec.policy == "noisy-expert":
         return {"eps": spec.eps}
+    if spec.policy == "mixed":
+        return {"repeat": spec.repeat, "expert_share": spec.expert_share}
     return {}
 
 
@@ -296,6 +304,7 @@ def _stored_content(meta: dict[str, Any], wanted: dict[str, Any]) -> dict[str, A
         "policy": meta.get("policy"),
         "repeat": policy_kwargs.get("repeat"),
         "eps": policy_kwargs.get("eps"),
+        "expert_share": policy_kwargs.get("expert_share"),
         "steps": meta.get("max_steps"),
         "episodes_in_split": meta.get("num_episodes"),
         "seeds": meta.get("seed_range"),

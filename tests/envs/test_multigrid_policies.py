@@ -1,4 +1,4 @@
-"""MultiGrid behaviour policies: random with repeat, expert, noisy expert."""
+"""MultiGrid behaviour policies: random with repeat, expert, noisy expert, mixed."""
 
 from __future__ import annotations
 
@@ -8,7 +8,13 @@ import numpy as np
 import pytest
 
 from envs.multigrid.env import MultiGridEmptyEnv, MultiGridGoalEnv
-from envs.multigrid.policies import ExpertPolicy, NoisyExpertPolicy, RandomPolicy
+from envs.multigrid.policies import (
+    ExpertPolicy,
+    MixedPolicy,
+    NoisyExpertPolicy,
+    PolicyFactory,
+    RandomPolicy,
+)
 
 
 def _change_steps(actions: np.ndarray) -> list[np.ndarray]:
@@ -100,6 +106,40 @@ def test_noisy_expert_still_succeeds_and_is_noisy() -> None:
     zero = NoisyExpertPolicy.for_env(env, seed=0, eps=0.0)
     expert.reset(seed=0)
     np.testing.assert_array_equal(zero.act(obs, info), expert.act(obs, info))
+
+
+def _episode_actions(env: MultiGridGoalEnv, policy: object, seed: int) -> np.ndarray:
+    obs, info = env.reset(seed=seed)
+    policy.reset(seed=seed)  # type: ignore[attr-defined]
+    actions, done = [], False
+    while not done:
+        actions.append(policy.act(obs, info))  # type: ignore[attr-defined]
+        obs, _, terminated, truncated, info = env.step(actions[-1])
+        done = terminated or truncated
+    return np.stack(actions)
+
+
+def test_mixed_policy_plays_whole_episodes_of_either_policy() -> None:
+    env = MultiGridGoalEnv(num_agents=4, size=16, max_steps=48)
+    mixed = PolicyFactory("mixed", repeat=1, expert_share=0.5)(env)
+    assert isinstance(mixed, MixedPolicy)
+    expert, rand = ExpertPolicy.for_env(env), RandomPolicy(4)
+    kinds = []
+    for seed in range(40):
+        got = _episode_actions(env, mixed, seed)
+        is_expert = mixed.active is mixed.expert
+        kinds.append(is_expert)
+        want = _episode_actions(env, expert if is_expert else rand, seed)
+        np.testing.assert_array_equal(got, want)  # the pure policy's episode, move for move
+        np.testing.assert_array_equal(_episode_actions(env, mixed, seed), got)  # seeded
+    assert 10 <= sum(kinds) <= 30  # about half of 40 (binomial sd 3.2)
+    for share, want_expert in ((0.0, False), (1.0, True)):
+        only = PolicyFactory("mixed", expert_share=share)(env)
+        for seed in range(5):
+            only.reset(seed)
+            assert (only.active is only.expert) == want_expert
+    with pytest.raises(ValueError, match="expert_share"):
+        PolicyFactory("mixed", expert_share=1.5)
 
 
 def test_expert_is_seeded_and_leaves_info_alone() -> None:
