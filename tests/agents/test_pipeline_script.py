@@ -16,6 +16,7 @@ from agents.pipeline import (
     bc_config,
     check_fits_task,
     check_planner_run,
+    expert_spec,
     pipeline_preset,
 )
 from agents.planner import PlannerConfig
@@ -154,6 +155,18 @@ def test_small_preset_is_the_16x16_goal_room_at_64_px() -> None:
     assert preset.model.num_slots == 2 * 8 + 4
     assert preset.model_for("lam").scene_patch == 2
     assert pipeline_preset(PipelineConfig(preset="small")).model.num_slots == 12
+
+
+def test_world_model_video_mixes_expert_episodes_when_asked() -> None:
+    """--wm-expert-share: the world model's video becomes the mixed policy (expert episodes
+    on other seeds than the cloned video's); 0 keeps random play."""
+    assert pipeline_preset(PipelineConfig()).data.policy == "random"
+    data = pipeline_preset(PipelineConfig(preset="small", wm_expert_share=0.5)).data
+    assert (data.policy, data.expert_share) == ("mixed", 0.5)
+    expert = expert_spec(PipelineConfig(), data)
+    assert set(data.split_seeds()["train"]).isdisjoint(expert.split_seeds()["train"])
+    with pytest.raises(ValueError, match="expert_share"):
+        pipeline_preset(PipelineConfig(wm_expert_share=2.0))
 
 
 def test_cloning_steps_follow_the_preset_unless_given() -> None:

@@ -102,6 +102,40 @@ def test_generation_spec_is_picklable_and_builds_the_policy() -> None:
         PolicyFactory("greedy")
 
 
+def test_mixed_policy_spec(root: Path) -> None:
+    from envs.multigrid.policies import MixedPolicy, PolicyFactory
+
+    spec = DatasetSpec(
+        task="goal",
+        policy="mixed",
+        expert_share=0.25,
+        agents=2,
+        size=8,
+        steps=3,
+        episodes=4,
+        splits=(3, 1, 0),
+    )
+    assert spec.dataset_id("train") == "multigrid/goal-agent_2-mixed-size_8-v0"
+    gen = pickle.loads(pickle.dumps(spec.generation_spec()))
+    assert gen.policy == PolicyFactory("mixed", 1, 0.1, 0.25)
+    env = gen.make_env()
+    try:
+        assert isinstance(gen.policy(env), MixedPolicy)
+    finally:
+        env.close()
+    ids = ensure_datasets(spec, root, progress=False)
+    meta = read_metadata(ids["train"], root)["latentrl"]
+    assert meta["policy"] == "mixed" and meta["policy_kwargs"] == {
+        "repeat": 1,
+        "expert_share": 0.25,
+    }
+    # The share changes the data: another share is refused, not reused.
+    with pytest.raises(DatasetExistsError, match="expert_share"):
+        ensure_datasets(dataclasses.replace(spec, expert_share=0.5), root, progress=False)
+    with pytest.raises(ValueError, match="expert_share"):
+        DatasetSpec(task="goal", policy="mixed", expert_share=-0.1)
+
+
 def test_ensure_datasets_generates_then_reuses(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     ids = ensure_datasets(TINY, root, progress=False)
     assert ids == TINY.dataset_ids()
