@@ -2,13 +2,14 @@
 
 Stages (each reused when a finished result with the same settings exists):
 
-1. World-model video: random play in the MultiGrid ``Goal`` task (actions recorded, used only
-   for the small labelled subset and for evaluation); expert video: the scripted expert's
-   episodes, whose actions are hidden from every method but ``bc_true_actions``.
+1. World-model video: random play in the MultiGrid ``Goal`` task, mixed on ``small`` with
+   whole episodes of the expert (``wm_expert_share``; actions recorded, used only for the small
+   labelled subset and for evaluation); expert video: the scripted expert's episodes on other
+   seeds, whose actions are hidden from every method but ``bc_true_actions``.
 2. Tokenizer, then FLAM, LAM (and the LAPO-style model when its method is asked for) trained
-   on the random-play video (two processes at once).
+   on the world-model video (two processes at once).
 3. Per latent model: the decoder f and the controller g (real actions -> latent actions,
-   :mod:`latentrl.controller`) on ``label_fraction`` of the random-play transitions, the
+   :mod:`latentrl.controller`) on ``label_fraction`` of the world-model video's transitions, the
    expert video labelled with f's decoded actions, behaviour cloning on them; FLAM also plans
    (through g). ``action_kind`` picks the latent-action family of both models.
 4. Every agent evaluated in the Gymnasium env on the same seeded episodes.
@@ -78,16 +79,18 @@ class PipelineConfig:
         "sparse (L1 + variance/covariance, empirical prior); the decoder, controller, labelling, "
         "cloning and planner follow it",
     )
-    wm_episodes: int = opt(0, "random-play episodes for the world model (0: the preset's)")
+    wm_episodes: int = opt(0, "episodes of the world model's video (0: the preset's)")
     wm_expert_share: float = opt(
-        0.0,
-        "share of the world-model video's episodes played by the expert (action-free, other "
-        "seeds than the cloned video; 0: random play only). Above 0 the world model sees agents "
-        "waiting on their goals, as in the cloned video; the labelled subset is drawn from the "
-        "same mixed video",
+        -1.0,
+        "share of the world-model video's episodes played by the expert (action-free, on other "
+        "seeds than the cloned video; 0: random play only; -1: the preset's, WM_EXPERT_SHARE: "
+        "tiny 0, small and paper 0.5). Above 0 the world model sees agents waiting on their "
+        "goals, as in the cloned video; the labelled subset is drawn from the same mixed video",
     )
     expert_episodes: int = opt(1000, "expert episodes in the video that is cloned")
-    label_fraction: float = opt(0.02, "fraction of random-play transitions with known actions")
+    label_fraction: float = opt(
+        0.02, "fraction of the world-model video's transitions with known actions"
+    )
     label_count: int = opt(0, "absolute number of labelled transitions (overrides the fraction)")
     episodes: int = opt(100, "evaluation episodes per agent (fixed seeds, same for every agent)")
     planner_episodes: int = opt(
@@ -143,9 +146,30 @@ BC_STEPS = {"tiny": 2500, "small": 8000, "paper": 8000}
 (docs/research/bc_acting.md). ``paper`` (32x32 cells) takes small's figure; it is not measured."""
 
 
+WM_EXPERT_SHARE = {"tiny": 0.0, "small": 0.5, "paper": 0.5}
+"""Share of expert episodes in each ``--preset``'s world-model video (``--wm-expert-share -1``).
+On the 16x16 room of ``small`` the expert's agents wait on their goals in 36-41% of its frames,
+random play's in 0.07-1.1%: a world model of random play alone misreads the waits, and the
+clone of its labels fails (4 agents: FLAM-BC 0.32 with random play, 0.87 with half expert
+episodes, true-action BC 0.95; docs/research/small_preset.md). ``tiny`` keeps random play (its
+main-job figures are measured on it); ``paper`` takes small's figure, unmeasured."""
+
+
+def wm_expert_share(cfg: PipelineConfig) -> float:
+    """The world-model video's share of expert episodes (``cfg``'s, else the preset's)."""
+    if cfg.wm_expert_share == -1:
+        return WM_EXPERT_SHARE[cfg.preset]
+    if not 0.0 <= cfg.wm_expert_share <= 1.0:
+        raise ValueError(
+            f"--wm-expert-share must lie in [0, 1] (or -1: the preset's), got {cfg.wm_expert_share}"
+        )
+    return cfg.wm_expert_share
+
+
 def pipeline_preset(cfg: PipelineConfig) -> Preset:
     """The training preset with the Goal task's data (random play) and ``cfg``'s overrides."""
     base = get_preset(PIPELINE_PRESETS[cfg.preset])
+    share = wm_expert_share(cfg)
     data = dataclasses.replace(
         base.data,
         task="goal",
@@ -154,7 +178,7 @@ def pipeline_preset(cfg: PipelineConfig) -> Preset:
         size=base.data.size if cfg.agents <= 4 else max(base.data.size, 16),
         episodes=cfg.wm_episodes or base.data.episodes,
         seed=0,
-        **({"policy": "mixed", "expert_share": cfg.wm_expert_share} if cfg.wm_expert_share else {}),
+        **({"policy": "mixed", "expert_share": share} if share else {}),
     )
     model = dataclasses.replace(base.model, action_kind=cfg.action_kind)
     if 2 * cfg.agents + 4 > model.num_slots and cfg.preset in ("tiny", "small"):

@@ -159,14 +159,20 @@ def test_small_preset_is_the_16x16_goal_room_at_64_px() -> None:
 
 def test_world_model_video_mixes_expert_episodes_when_asked() -> None:
     """--wm-expert-share: the world model's video becomes the mixed policy (expert episodes
-    on other seeds than the cloned video's); 0 keeps random play."""
+    on other seeds than the cloned video's); 0 keeps random play; -1 (default) the preset's."""
     assert pipeline_preset(PipelineConfig()).data.policy == "random"
-    data = pipeline_preset(PipelineConfig(preset="small", wm_expert_share=0.5)).data
+    assert (
+        pipeline_preset(PipelineConfig(preset="small", wm_expert_share=0)).data.policy == "random"
+    )
+    data = pipeline_preset(PipelineConfig(preset="small")).data
     assert (data.policy, data.expert_share) == ("mixed", 0.5)
+    tiny = pipeline_preset(PipelineConfig(wm_expert_share=0.25)).data
+    assert (tiny.policy, tiny.expert_share) == ("mixed", 0.25)
     expert = expert_spec(PipelineConfig(), data)
     assert set(data.split_seeds()["train"]).isdisjoint(expert.split_seeds()["train"])
-    with pytest.raises(ValueError, match="expert_share"):
-        pipeline_preset(PipelineConfig(wm_expert_share=2.0))
+    for bad in (2.0, -0.5):
+        with pytest.raises(ValueError, match="wm-expert-share"):
+            pipeline_preset(PipelineConfig(wm_expert_share=bad))
 
 
 def test_cloning_steps_follow_the_preset_unless_given() -> None:
