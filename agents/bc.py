@@ -44,6 +44,8 @@ from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from torch import nn
 from tqdm.auto import tqdm
 
+from agents.agent_queries import AgentQueryCNN
+from agents.cells import check_patch, coordinate_planes
 from agents.evaluate import EnvSpec, make_env
 from latentrl.config import from_dict, opt
 from latentrl.runs import write_json
@@ -75,7 +77,16 @@ class BCConfig:
     coord_conv: bool = opt(
         True, "append x/y coordinate planes to the frame (CoordConv): the task is positions"
     )
-    features_dim: int = opt(256, "width of the CNN features (SB3 features_dim)")
+    extractor: Literal["frame", "agents"] = opt(
+        "frame",
+        "frame: one CNN summary of the frame for every agent's head (CoordCNN); agents: one "
+        "learned query per agent attending over the cell features (agents.agent_queries), so "
+        "each agent's vector holds its own surroundings",
+    )
+    features_dim: int = opt(
+        256,
+        "frame extractor: width of the CNN features (SB3 features_dim); agents: per-agent width",
+    )
     net_arch: tuple[int, ...] = opt((256,), "hidden layers of the policy and value heads")
     augment: Literal["none", "dihedral"] = opt(
         "dihedral", "random symmetries of the square with the matching action permutation"
@@ -138,17 +149,10 @@ class CoordCNN(BaseFeaturesExtractor):
     ) -> None:
         super().__init__(observation_space, features_dim)
         c, h, w = observation_space.shape
-        if h % patch or w % patch:
-            raise ValueError(
-                f"{h}x{w} frames do not split into {patch}x{patch} patches: pass --patch with "
-                "the env's tile size (or 1)"
-            )
+        check_patch(h, w, patch)
         self.coord_conv = coord_conv
         if coord_conv:
-            ys = torch.linspace(-1, 1, h)
-            xs = torch.linspace(-1, 1, w)
-            planes = torch.stack([repeat(xs, "w -> h w", h=h), repeat(ys, "h -> h w", w=w)], dim=0)
-            self.register_buffer("coords", planes, persistent=False)
+            self.register_buffer("coords", coordinate_planes(h, w), persistent=False)
         in_channels = c + (2 if coord_conv else 0)
         layers: list[nn.Module] = [nn.Conv2d(in_channels, channels[0], patch, stride=patch)]
         for prev, ch in itertools.pairwise(channels):
@@ -164,8 +168,24 @@ class CoordCNN(BaseFeaturesExtractor):
         return self.linear(self.cnn(x))
 
 
-def policy_kwargs(cfg: BCConfig) -> dict[str, Any]:
-    """``ActorCriticPolicy`` keyword arguments of a config (also PPO's ``policy_kwargs``)."""
+def policy_kwargs(cfg: BCConfig, num_agents: int) -> dict[str, Any]:
+    """``ActorCriticPolicy`` keyword arguments of a config (also PPO's ``policy_kwargs``).
+
+    With the ``agents`` extractor the policy head has no hidden layer (``net_arch`` applies to
+    the value head only): a linear map from the agents' vectors to their logits."""
+    if cfg.extractor == "agents":
+        return {
+            "net_arch": {"pi": [], "vf": list(cfg.net_arch)},
+            "activation_fn": nn.ReLU,
+            "features_extractor_class": AgentQueryCNN,
+            "features_extractor_kwargs": {
+                "num_agents": num_agents,
+                "channels": tuple(cfg.channels),
+                "patch": cfg.patch,
+                "width": cfg.features_dim,
+            },
+            "normalize_images": True,
+        }
     return {
         "net_arch": {"pi": list(cfg.net_arch), "vf": list(cfg.net_arch)},
         "activation_fn": nn.ReLU,
@@ -200,7 +220,9 @@ def build_policy(
     """A fresh SB3 policy for ``(H, W, C)`` frames and ``num_agents`` agents (seeded)."""
     obs_space, act_space = spaces_for(frame_shape, num_agents, num_actions)
     torch.manual_seed(cfg.seed)
-    return ActorCriticPolicy(obs_space, act_space, lambda _: cfg.lr, **policy_kwargs(cfg))
+    return ActorCriticPolicy(
+        obs_space, act_space, lambda _: cfg.lr, **policy_kwargs(cfg, num_agents)
+    )
 
 
 # -- the agent ------------------------------------------------------------------------------------
@@ -498,7 +520,7 @@ def finetune_ppo(
     ppo = PPO(
         ActorCriticPolicy,
         vec,
-        policy_kwargs=policy_kwargs(agent.config),
+        policy_kwargs=policy_kwargs(agent.config, agent.num_agents),
         seed=seed,
         device=agent.policy.device,
         verbose=0,

@@ -32,6 +32,10 @@ FLAG_OWNERS: dict[tuple[str, str], tuple[tuple[str, ...], str]] = {
         )
         for flag in ("--flam-run", "--lam-run", "--agents", "--methods", "--planner-episodes")
     },
+    ("agents.pipeline", "--wm-expert-share"): (
+        ("bc_from_video", "benchmark_agents"),
+        "the world-model video of the pipeline is chosen on those two command lines",
+    ),
     ("agents.pipeline", "--action-kind"): (
         ("bc_from_video", "benchmark_agents"),
         "the latent-action family of the pipeline is chosen on those two command lines",
@@ -41,7 +45,8 @@ FLAG_OWNERS: dict[tuple[str, str], tuple[tuple[str, ...], str]] = {
         "the planner needs a FLAM run trained with train_lam.py --action-kind fsq",
     ),
     **{
-        ("agents.bc", flag): (("bc_true_actions",), "BC network settings of bc_true_actions.py")
+        (module, flag): (("bc_true_actions",), "BC network settings of bc_true_actions.py")
+        for module in ("agents.bc", "agents.cells")
         for flag in ("--channels", "--patch")
     },
     **{
