@@ -112,6 +112,12 @@ class PipelineConfig:
         "behaviour-cloning steps (0: the preset's, BC_STEPS: tiny 2500, small and paper 8000; "
         "how success grows with steps: docs/research/bc_acting.md)",
     )
+    bc_extractor: Literal["frame", "agents"] = opt(
+        "frame",
+        "features extractor of every cloned policy: frame (one CNN summary for all agents' "
+        "heads) or agents (one learned query per agent over the cell features, width 64; "
+        "bc_true_actions.py --extractor)",
+    )
     decoder_steps: int = opt(0, "decoder training steps (0: the decoder config's default)")
     controller_steps: int = opt(0, "controller training steps (0: the controller config's default)")
     flam_run: str = opt("", "use this trained FLAM run folder instead of training/reusing one")
@@ -240,7 +246,10 @@ def controller_config(cfg: PipelineConfig) -> ControllerConfig:
 
 def bc_config(cfg: PipelineConfig) -> BCConfig:
     """The behaviour-cloning settings every cloned policy shares (true or decoded labels)."""
-    return BCConfig(seed=cfg.seed, steps=cfg.bc_steps or BC_STEPS[cfg.preset])
+    extractor = {"frame": {}, "agents": {"extractor": "agents", "features_dim": 64}}
+    return BCConfig(
+        seed=cfg.seed, steps=cfg.bc_steps or BC_STEPS[cfg.preset], **extractor[cfg.bc_extractor]
+    )
 
 
 def env_id(data: DatasetSpec) -> str:
