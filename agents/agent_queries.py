@@ -82,7 +82,7 @@ class AgentQueryCNN(BaseFeaturesExtractor):
             for _ in range(rounds)
         )
         self.cell_norm = nn.LayerNorm(width)
-        self.num_agents, self.width, self.patch, self.heads = num_agents, width, patch, heads
+        self.patch, self.heads = patch, heads
 
     def forward(self, observations: torch.Tensor) -> torch.Tensor:
         b = observations.shape[0]

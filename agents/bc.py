@@ -80,13 +80,11 @@ class BCConfig:
     extractor: Literal["frame", "agents"] = opt(
         "frame",
         "frame: one CNN summary of the frame for every agent's head (CoordCNN); agents: one "
-        "learned query per agent attending over the cell features (agents.agent_queries), so "
-        "each agent's vector holds its own surroundings",
+        "learned query per agent attending over the cell features (agents.agent_queries; "
+        "coordinates always on), so each agent's vector holds its own surroundings",
     )
-    features_dim: int = opt(
-        256,
-        "frame extractor: width of the CNN features (SB3 features_dim); agents: per-agent width",
-    )
+    features_dim: int = opt(256, "frame extractor: width of the CNN features (SB3 features_dim)")
+    agent_width: int = opt(64, "agents extractor: width of each cell feature and agent vector")
     net_arch: tuple[int, ...] = opt((256,), "hidden layers of the policy and value heads")
     augment: Literal["none", "dihedral"] = opt(
         "dihedral", "random symmetries of the square with the matching action permutation"
@@ -182,7 +180,7 @@ def policy_kwargs(cfg: BCConfig, num_agents: int) -> dict[str, Any]:
                 "num_agents": num_agents,
                 "channels": tuple(cfg.channels),
                 "patch": cfg.patch,
-                "width": cfg.features_dim,
+                "width": cfg.agent_width,
             },
             "normalize_images": True,
         }

@@ -115,7 +115,7 @@ class PipelineConfig:
     bc_extractor: Literal["frame", "agents"] = opt(
         "frame",
         "features extractor of every cloned policy: frame (one CNN summary for all agents' "
-        "heads) or agents (one learned query per agent over the cell features, width 64; "
+        "heads) or agents (one learned query per agent over the cell features; "
         "bc_true_actions.py --extractor)",
     )
     decoder_steps: int = opt(0, "decoder training steps (0: the decoder config's default)")
@@ -173,7 +173,8 @@ def wm_expert_share(cfg: PipelineConfig) -> float:
 
 
 def pipeline_preset(cfg: PipelineConfig) -> Preset:
-    """The training preset with the Goal task's data (random play) and ``cfg``'s overrides."""
+    """The training preset with the Goal task's data (random play, mixed with expert episodes
+    where :func:`wm_expert_share` says so) and ``cfg``'s overrides."""
     base = get_preset(PIPELINE_PRESETS[cfg.preset])
     share = wm_expert_share(cfg)
     data = dataclasses.replace(
@@ -246,9 +247,8 @@ def controller_config(cfg: PipelineConfig) -> ControllerConfig:
 
 def bc_config(cfg: PipelineConfig) -> BCConfig:
     """The behaviour-cloning settings every cloned policy shares (true or decoded labels)."""
-    extractor = {"frame": {}, "agents": {"extractor": "agents", "features_dim": 64}}
     return BCConfig(
-        seed=cfg.seed, steps=cfg.bc_steps or BC_STEPS[cfg.preset], **extractor[cfg.bc_extractor]
+        seed=cfg.seed, steps=cfg.bc_steps or BC_STEPS[cfg.preset], extractor=cfg.bc_extractor
     )
 
 

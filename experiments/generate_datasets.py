@@ -101,7 +101,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "expert's with probability --expert-share, else random play",
     )
     pol.add_argument(
-        "--repeat", type=int, default=1, help="random policy: steps each random action is held"
+        "--repeat",
+        type=int,
+        default=1,
+        help="random policy (and mixed's random episodes): steps each random action is held",
     )
     pol.add_argument(
         "--eps",

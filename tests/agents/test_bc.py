@@ -172,12 +172,12 @@ def test_save_load_round_trip_and_mismatched_env(
         BCPolicyAgent.load(tmp_path / "bc")
 
 
-def test_agent_query_extractor_trains_saves_and_reads_each_agent_apart(tmp_path: Path) -> None:
+def test_agent_query_extractor_trains_saves_and_fine_tunes(tmp_path: Path) -> None:
     """--extractor agents: one vector per agent, side by side; the policy trains (loss falls),
     saves and loads, and PPO fine-tuning rebuilds it for the env's agent count."""
     frames, actions, _ = collect(expert_agent(make_env(TWO)), TWO, episodes=20, seed=100_000)
     cfg = dataclasses.replace(
-        SMALL, extractor="agents", features_dim=16, steps=150, batch_size=32, lr=3e-3
+        SMALL, extractor="agents", agent_width=16, steps=150, batch_size=32, lr=3e-3
     )
     agent = train_bc(frames, actions, cfg, progress=False)
     extractor = agent.policy.features_extractor

@@ -181,7 +181,7 @@ def test_cloning_steps_follow_the_preset_unless_given() -> None:
     assert bc_config(PipelineConfig(preset="small")).steps == 8000
     assert bc_config(PipelineConfig(preset="small", bc_steps=300)).steps == 300
     agents = bc_config(PipelineConfig(bc_extractor="agents"))
-    assert (agents.extractor, agents.features_dim) == ("agents", 64)
+    assert agents.extractor == "agents" and agents.steps == 2500
 
 
 def test_negative_cloning_steps_are_refused_before_any_work(tmp_path: Path) -> None:

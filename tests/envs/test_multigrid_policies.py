@@ -11,6 +11,7 @@ from envs.multigrid.env import MultiGridEmptyEnv, MultiGridGoalEnv
 from envs.multigrid.policies import (
     ExpertPolicy,
     MixedPolicy,
+    MultiGridPolicy,
     NoisyExpertPolicy,
     PolicyFactory,
     RandomPolicy,
@@ -108,12 +109,13 @@ def test_noisy_expert_still_succeeds_and_is_noisy() -> None:
     np.testing.assert_array_equal(zero.act(obs, info), expert.act(obs, info))
 
 
-def _episode_actions(env: MultiGridGoalEnv, policy: object, seed: int) -> np.ndarray:
+def _episode_actions(env: MultiGridGoalEnv, policy: MultiGridPolicy, seed: int) -> np.ndarray:
+    """The joint actions of one whole episode of ``policy`` from ``seed``."""
     obs, info = env.reset(seed=seed)
-    policy.reset(seed=seed)  # type: ignore[attr-defined]
+    policy.reset(seed=seed)
     actions, done = [], False
     while not done:
-        actions.append(policy.act(obs, info))  # type: ignore[attr-defined]
+        actions.append(policy.act(obs, info))
         obs, _, terminated, truncated, info = env.step(actions[-1])
         done = terminated or truncated
     return np.stack(actions)
