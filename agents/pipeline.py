@@ -48,7 +48,7 @@ from latentrl.data.recipes import DatasetSpec, ensure_datasets
 from latentrl.decoder import ActionDecoder, DecoderConfig, label_cache, train_decoder
 from latentrl.models import LatentActionModel
 from latentrl.presets import Preset, get_preset
-from latentrl.runs import hardware, sigterm_as_exit, write_text
+from latentrl.runs import hardware, sigterm_as_exit, stop_workers_on_error, write_text
 from latentrl.stages import (
     model_config_for,
     probe_batch,
@@ -799,9 +799,12 @@ class _Jobs:
         model_runs: dict[str, str] = {}
         candidates: dict[str, dict[str, float]] = {}
         done_parts: dict[str, dict[str, dict[str, Any]]] = {k: {} for k in kinds}
-        with ProcessPoolExecutor(
-            max_workers=max(cfg.jobs, 1), mp_context=get_context("spawn")
-        ) as pool:
+        with (
+            ProcessPoolExecutor(
+                max_workers=max(cfg.jobs, 1), mp_context=get_context("spawn")
+            ) as pool,
+            stop_workers_on_error(pool),
+        ):
             t0 = time.perf_counter()
             pending = self._trainings(pool, kinds, checked)
             data = self.preset.data

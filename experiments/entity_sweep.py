@@ -49,7 +49,7 @@ from latentrl.evaluation import (
 from latentrl.metrics import MAX_PSNR
 from latentrl.models import ModelConfig
 from latentrl.presets import PRESETS, Preset, get_preset
-from latentrl.runs import read_json, write_json, write_text
+from latentrl.runs import read_json, stop_workers_on_error, write_json, write_text
 from latentrl.stages import model_config_for, train_model_stage, train_tokenizer_stage
 from latentrl.train import TrainConfig
 
@@ -444,7 +444,10 @@ def main() -> None:
 
     print(f"{len(todo)} cells to compute, {len(args.agents) * len(args.models) - len(todo)} done")
     if args.jobs > 1 and len(todo) > 1:
-        with ProcessPoolExecutor(args.jobs, mp_context=get_context("spawn")) as pool:
+        with (
+            ProcessPoolExecutor(args.jobs, mp_context=get_context("spawn")) as pool,
+            stop_workers_on_error(pool),
+        ):
             futures = {
                 pool.submit(run_cell, a, m, Path(state["tokenizers"][str(a)]), args, runs): (a, m)
                 for a, m in todo

@@ -17,6 +17,7 @@ import signal
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -111,3 +112,20 @@ def sigterm_as_exit() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+@contextlib.contextmanager
+def stop_workers_on_error(pool: ProcessPoolExecutor) -> Iterator[None]:
+    """On any exception (a failed part, SIGTERM's ``SystemExit``, Ctrl-C) end the pool's workers
+    (running and queued jobs) before the pool's own exit, which would otherwise wait for every
+    running training or cloning to finish (minutes) before the error reaches the user. Runs
+    stopped that way resume from their last checkpoint on the next call."""
+    try:
+        yield
+    except BaseException:
+        # No public way to stop running workers before Python 3.14 (terminate_workers).
+        workers = list(getattr(pool, "_processes", {}).values())
+        pool.shutdown(wait=False, cancel_futures=True)
+        for worker in workers:
+            worker.terminate()
+        raise
