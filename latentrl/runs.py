@@ -93,7 +93,16 @@ def new_run_dir(runs: Path, data: DatasetSpec, model: str, seed: int) -> Path:
     return path
 
 
+_SIGTERM_OWNER: int | None = None
+"""The process that installed :func:`sigterm_as_exit`'s handler."""
+
+
 def _exit_on_sigterm(signum: int, frame: FrameType | None) -> None:
+    if os.getpid() != _SIGTERM_OWNER:
+        # A forked child (e.g. a dataset-generation pool worker) inherits the handler. Its
+        # SystemExit could be swallowed by the code it runs, and Pool.terminate would then wait
+        # on it forever (a benchmark hung so once); a child just ends, as without the handler.
+        os._exit(128 + signum)
     raise SystemExit(128 + signum)
 
 
@@ -107,6 +116,8 @@ def sigterm_as_exit() -> Iterator[None]:
     if threading.current_thread() is not threading.main_thread():
         yield
         return
+    global _SIGTERM_OWNER
+    _SIGTERM_OWNER = os.getpid()
     previous = signal.signal(signal.SIGTERM, _exit_on_sigterm)
     try:
         yield
@@ -118,8 +129,8 @@ def sigterm_as_exit() -> Iterator[None]:
 def stop_workers_on_error(pool: ProcessPoolExecutor) -> Iterator[None]:
     """On any exception (a failed part, SIGTERM's ``SystemExit``, Ctrl-C) end the pool's workers
     (running and queued jobs) before the pool's own exit, which would otherwise wait for every
-    running training or cloning to finish (minutes) before the error reaches the user. Runs
-    stopped that way resume from their last checkpoint on the next call."""
+    running training or cloning to finish (minutes) before the error reaches the user. A
+    stopped training keeps its run folder as of its last checkpoint."""
     try:
         yield
     except BaseException:

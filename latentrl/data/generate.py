@@ -21,7 +21,6 @@ from __future__ import annotations
 import importlib
 import multiprocessing as mp
 import os
-import signal
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -237,15 +236,7 @@ _worker: _Worker | None = None  # the per-process worker, set by the pool initia
 
 
 def _init_worker(spec: GenerationSpec) -> None:
-    """Pool initializer: the worker's env, and SIGTERM back to its default action.
-
-    A forked worker inherits the parent's SIGTERM handler (:func:`latentrl.runs.sigterm_as_exit`
-    raises ``SystemExit``, for the parent's own cleanup). ``Pool.terminate`` stops workers with
-    SIGTERM while holding the task queue's lock; a worker whose ``SystemExit`` was swallowed
-    would wait on that lock forever and the parent's join with it (seen once: a benchmark hung
-    once a split's episodes were generated). With the default action the worker just ends."""
     global _worker
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     _worker = _Worker(spec)
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import signal
 from pathlib import Path
 
 import gymnasium as gym
@@ -16,13 +15,11 @@ from latentrl.data.generate import (
     GenerationStats,
     UniformRandom,
     UniformRandomPolicy,
-    _init_worker,
     generate_dataset,
     generate_episodes,
     rollout,
 )
 from latentrl.data.minari_io import DatasetReader
-from latentrl.runs import sigterm_as_exit
 from tests.data.conftest import DOTS_ID, PROCGEN_LIKE_ID
 
 SPEC = GenerationSpec(DOTS_ID, {"num_agents": 3, "vary_length": True}, max_steps=6)
@@ -180,14 +177,3 @@ def test_real_multigrid_same_for_any_worker_count() -> None:
     assert_same(one, list(generate_episodes(spec, range(4), workers=2)))
     assert one[0].frame_array().shape == (6, 32, 32, 3)
     assert one[0].positions.shape == (6, 2, 2)
-
-
-def test_pool_workers_end_on_sigterm_even_inside_sigterm_as_exit() -> None:
-    # A forked worker inherits sigterm_as_exit's handler; the initializer puts SIGTERM back to
-    # its default so that Pool.terminate ends the worker rather than raising in it.
-    with sigterm_as_exit():
-        assert signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL
-        _init_worker(SPEC)
-        assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
-        # Generation with workers inside the block still ends and gives every episode.
-        assert len(list(generate_episodes(SPEC, range(4), workers=2))) == 4

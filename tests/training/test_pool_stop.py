@@ -1,7 +1,9 @@
-"""Stopping a process pool on an error ends its running jobs at once rather than waiting for them."""
+"""Stopping: a process pool ends its running jobs on an error rather than waiting for them, and
+a forked child of a process under ``sigterm_as_exit`` ends on SIGTERM whatever it runs."""
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -9,7 +11,7 @@ from multiprocessing import get_context
 
 import pytest
 
-from latentrl.runs import stop_workers_on_error
+from latentrl.runs import sigterm_as_exit, stop_workers_on_error
 
 
 def test_an_error_ends_running_workers_without_waiting_for_them() -> None:
@@ -46,3 +48,24 @@ def test_a_clean_exit_waits_for_the_jobs_as_before() -> None:
     ):
         job = pool.submit(pow, 2, 10)
     assert job.result() == 1024
+
+
+def _swallow_every_exit() -> None:
+    """A child that catches everything, SystemExit included (as some library code does)."""
+    while True:
+        with contextlib.suppress(BaseException):
+            time.sleep(60)
+
+
+def test_a_forked_child_ends_on_sigterm_even_if_it_swallows_system_exit() -> None:
+    with sigterm_as_exit():
+        child = get_context("fork").Process(target=_swallow_every_exit)
+        child.start()
+        time.sleep(0.5)  # let it reach its loop
+        child.terminate()
+        child.join(timeout=20)
+        alive = child.is_alive()
+        if alive:
+            child.kill()
+    assert not alive
+    assert child.exitcode == 128 + signal.SIGTERM
